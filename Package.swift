@@ -1,0 +1,111 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "tern",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "tern", targets: ["TernCommand"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+    ],
+    targets: [
+        // RESP protocol and the Redis client on SwiftNIO.
+        .target(
+            name: "TernRedis",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Jobs on Redis: enqueue, blocking claim, leases, acknowledgement, job event streams.
+        .target(
+            name: "TernQueue",
+            dependencies: [
+                "TernRedis",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // PostgreSQL + pgvector: migrations and repositories.
+        .target(
+            name: "TernStore",
+            dependencies: [
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Model providers: the OpenAI-compatible streaming client and its SSE parser.
+        .target(
+            name: "TernAI",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Hummingbird application: OpenAI-compatible API, health, web UI.
+        .target(
+            name: "TernAPI",
+            dependencies: [
+                "TernRedis", "TernQueue", "TernStore", "TernAI",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            resources: [.copy("Public")],
+            swiftSettings: swiftSettings
+        ),
+        // Job handlers joining the AI layer, the store and the queue.
+        .target(
+            name: "TernWorker",
+            dependencies: [
+                "TernRedis", "TernQueue", "TernStore", "TernAI",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The executable: argument parsing and process wiring only (plus the mock upstream).
+        .executableTarget(
+            name: "TernCommand",
+            dependencies: [
+                "TernAPI", "TernWorker", "TernStore", "TernRedis", "TernQueue", "TernAI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "TernRedisTests",
+            dependencies: ["TernRedis", .product(name: "NIOTestUtils", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "TernQueueTests", dependencies: ["TernQueue", "TernRedis"], swiftSettings: swiftSettings),
+        .testTarget(name: "TernStoreTests", dependencies: ["TernStore"], swiftSettings: swiftSettings),
+        .testTarget(name: "TernAITests", dependencies: ["TernAI"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TernAPITests",
+            dependencies: ["TernAPI", .product(name: "HummingbirdTesting", package: "hummingbird")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "TernWorkerTests", dependencies: ["TernWorker"], swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,38 @@
+/// A message in OpenAI's chat format.
+public struct ChatMessage: Codable, Sendable, Equatable {
+    public var role: String
+    public var content: String
+    public init(role: String, content: String) {
+        self.role = role
+        self.content = content
+    }
+}
+
+/// Sampling and length settings of one generation.
+public struct GenerationOptions: Codable, Sendable, Equatable {
+    public var maxTokens: Int?
+    public var temperature: Double?
+    public var topP: Double?
+    public var stop: [String]?
+    public var seed: Int?
+
+    public init(maxTokens: Int? = nil, temperature: Double? = nil, topP: Double? = nil, stop: [String]? = nil, seed: Int? = nil) {
+        self.maxTokens = maxTokens
+        self.temperature = temperature
+        self.topP = topP
+        self.stop = stop
+        self.seed = seed
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case maxTokens = "max_tokens", temperature, topP = "top_p", stop, seed
+    }
+}
+
+/// What a streaming generation yields.
+public enum ChatStreamPart: Sendable, Equatable {
+    /// A piece of the answer's text.
+    case text(String)
+    /// The end: why it stopped, and token counts when the upstream reported them.
+    case finished(reason: String, promptTokens: Int?, completionTokens: Int?)
+}

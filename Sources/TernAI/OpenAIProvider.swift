@@ -1,0 +1,148 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// A model server that speaks OpenAI's chat completions API (llama.cpp's llama-server, vLLM,
+/// OpenAI, the mock): streams a generation as text pieces.
+public struct OpenAIProvider: Sendable {
+    /// Where and how to reach the upstream.
+    public struct Configuration: Sendable {
+        /// Base URL including `/v1`, e.g. `http://127.0.0.1:8081/v1`.
+        public var baseURL: String
+        /// Bearer token, if the upstream needs one.
+        public var apiKey: String?
+        /// The model name the upstream expects.
+        public var model: String
+        /// Limit on waiting for the first byte of the response and for each later piece.
+        public var readTimeout: TimeAmount = .seconds(60)
+
+        public init(baseURL: String, apiKey: String? = nil, model: String) {
+            self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+            self.apiKey = apiKey
+            self.model = model
+        }
+    }
+
+    public let configuration: Configuration
+    let httpClient: HTTPClient
+
+    public init(configuration: Configuration, httpClient: HTTPClient = .shared) {
+        self.configuration = configuration
+        self.httpClient = httpClient
+    }
+
+    /// Streams a chat completion. Throws `ProviderError` for upstream failures.
+    public func streamChat(messages: [ChatMessage], options: GenerationOptions) -> AsyncThrowingStream<ChatStreamPart, any Error> {
+        AsyncThrowingStream { continuation in
+            // Unstructured because AsyncThrowingStream needs a producer; it is cancelled when the
+            // consumer stops iterating (onTermination), which aborts the HTTP request.
+            let task = Task {
+                do {
+                    try await run(messages: messages, options: options) { continuation.yield($0) }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    private func run(messages: [ChatMessage], options: GenerationOptions, yield: (ChatStreamPart) -> Void) async throws {
+        var request = HTTPClientRequest(url: configuration.baseURL + "/chat/completions")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Accept", value: "text/event-stream")
+        if let key = configuration.apiKey { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
+        let body = UpstreamChatRequest(model: configuration.model, messages: messages, options: options)
+        request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
+
+        let response: HTTPClientResponse
+        do {
+            response = try await httpClient.execute(request, timeout: configuration.readTimeout)
+        } catch {
+            throw ProviderError(.unreachable, "upstream request failed: \(error)")
+        }
+        guard response.status == .ok else {
+            let text = (try? await response.body.collect(upTo: 16 * 1024)).map { String(buffer: $0) } ?? ""
+            throw ProviderError(.upstreamStatus(Int(response.status.code)), "upstream answered \(response.status.code): \(text.prefix(300))")
+        }
+        var parser = ServerSentEventsParser()
+        var finishReason: String?
+        var usage: UpstreamChunk.Usage?
+        func finish() { yield(.finished(reason: finishReason ?? "stop", promptTokens: usage?.prompt_tokens, completionTokens: usage?.completion_tokens)) }
+        for try await chunk in response.body {
+            for event in try parser.feed(chunk.readableBytesView) {
+                if event.data == "[DONE]" { return finish() }
+                guard let decoded = try? JSONDecoder().decode(UpstreamChunk.self, from: Data(event.data.utf8)) else {
+                    throw ProviderError(.malformedResponse, "upstream sent an event that is not a completion chunk")
+                }
+                if let error = decoded.error { throw ProviderError(.upstreamError, error.message ?? "upstream error") }
+                if let text = decoded.choices?.first?.delta?.content, !text.isEmpty { yield(.text(text)) }
+                if let reason = decoded.choices?.first?.finish_reason { finishReason = reason }
+                if let reported = decoded.usage { usage = reported }
+            }
+        }
+        // Some upstreams end the body without "[DONE]" after the final chunk.
+        if finishReason != nil { return finish() }
+        throw ProviderError(.truncated, "upstream closed the stream before it finished")
+    }
+}
+
+/// The request body sent upstream.
+struct UpstreamChatRequest: Encodable {
+    struct StreamOptions: Encodable { let include_usage = true }
+    let model: String
+    let messages: [ChatMessage]
+    let stream = true
+    let stream_options = StreamOptions()
+    let options: GenerationOptions
+
+    enum CodingKeys: String, CodingKey { case model, messages, stream, stream_options }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(model, forKey: .model)
+        try container.encode(messages, forKey: .messages)
+        try container.encode(stream, forKey: .stream)
+        try container.encode(stream_options, forKey: .stream_options)
+        try options.encode(to: encoder)
+    }
+}
+
+/// One streamed chunk from the upstream (only the fields Tern reads).
+struct UpstreamChunk: Decodable {
+    struct Choice: Decodable {
+        struct Delta: Decodable { let content: String? }
+        let delta: Delta?
+        let finish_reason: String?
+    }
+    struct Usage: Decodable {
+        let prompt_tokens: Int?
+        let completion_tokens: Int?
+    }
+    struct ErrorBody: Decodable { let message: String? }
+    let choices: [Choice]?
+    let usage: Usage?
+    let error: ErrorBody?
+}
+
+/// A failed call to a model server.
+public struct ProviderError: Error, CustomStringConvertible {
+    public enum Code: Sendable, Equatable {
+        case unreachable
+        case upstreamStatus(Int)
+        case upstreamError
+        case malformedResponse
+        case truncated
+    }
+    public let code: Code
+    public let message: String
+    init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+    public var description: String { message }
+}

@@ -1,0 +1,80 @@
+/// One Server-Sent Event.
+public struct ServerSentEvent: Sendable, Equatable {
+    public var event: String?
+    public var data: String
+    public var id: String?
+}
+
+/// An error for an event stream that breaks the parser's bounds.
+public struct ServerSentEventsError: Error, Equatable, CustomStringConvertible {
+    public let reason: String
+    public var description: String { "invalid event stream: \(reason)" }
+}
+
+/// Incremental Server-Sent Events parser (WHATWG rules): bytes in, whole events out. Handles
+/// frames split anywhere, LF, CR and CRLF line ends, comments and multi-line `data:`; bounds the
+/// line and event size so a broken upstream cannot grow memory without limit.
+public struct ServerSentEventsParser: Sendable {
+    public let maximumLineLength: Int
+    public let maximumEventSize: Int
+
+    private var line: [UInt8] = []
+    private var lastWasCR = false
+    private var data: [String] = []
+    private var dataSize = 0
+    private var event: String?
+    private var id: String?
+
+    public init(maximumLineLength: Int = 1 << 20, maximumEventSize: Int = 4 << 20) {
+        self.maximumLineLength = maximumLineLength
+        self.maximumEventSize = maximumEventSize
+    }
+
+    /// Feeds bytes; returns the events they complete.
+    public mutating func feed<Bytes: Sequence<UInt8>>(_ bytes: Bytes) throws -> [ServerSentEvent] {
+        var events: [ServerSentEvent] = []
+        for byte in bytes {
+            if byte == UInt8(ascii: "\n") && lastWasCR {
+                lastWasCR = false
+                continue
+            }
+            lastWasCR = byte == UInt8(ascii: "\r")
+            if byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") {
+                if let event = try endLine() { events.append(event) }
+            } else {
+                guard line.count < maximumLineLength else {
+                    throw ServerSentEventsError(reason: "line longer than \(maximumLineLength) bytes")
+                }
+                line.append(byte)
+            }
+        }
+        return events
+    }
+
+    private mutating func endLine() throws -> ServerSentEvent? {
+        defer { line.removeAll(keepingCapacity: true) }
+        if line.isEmpty {
+            defer { data = []; dataSize = 0; event = nil }
+            guard !data.isEmpty else { return nil }
+            return ServerSentEvent(event: event, data: data.joined(separator: "\n"), id: id)
+        }
+        if line.first == UInt8(ascii: ":") { return nil }  // comment
+        let colon = line.firstIndex(of: UInt8(ascii: ":"))
+        let field = String(decoding: line[..<(colon ?? line.endIndex)], as: UTF8.self)
+        var valueStart = colon.map { line.index(after: $0) } ?? line.endIndex
+        if valueStart < line.endIndex && line[valueStart] == UInt8(ascii: " ") { valueStart += 1 }
+        let value = String(decoding: line[valueStart...], as: UTF8.self)
+        switch field {
+        case "data":
+            dataSize += value.utf8.count + 1
+            guard dataSize <= maximumEventSize else {
+                throw ServerSentEventsError(reason: "event larger than \(maximumEventSize) bytes")
+            }
+            data.append(value)
+        case "event": event = value
+        case "id": if !value.contains("\0") { id = value }
+        default: break  // "retry" and unknown fields do not matter to a client of a model server
+        }
+        return nil
+    }
+}

@@ -1,0 +1,144 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import TernAI
+import TernQueue
+import TernRedis
+import TernStore
+
+extension API {
+    /// `POST /v1/chat/completions`: stores the conversation, enqueues a chat job and relays its
+    /// events, as Server-Sent Events (`stream: true`) or as one JSON answer.
+    func chatCompletions(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let user = try await authenticate(request)
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: configuration.limits.maximumBodyBytes)
+        } catch {
+            throw APIError(.contentTooLarge, code: "body_too_large", message: "The request body is larger than \(configuration.limits.maximumBodyBytes) bytes.")
+        }
+        let chat: ChatCompletionRequest
+        do {
+            chat = try JSONDecoder().decode(ChatCompletionRequest.self, from: Data(body.readableBytesView))
+        } catch let error as APIError {
+            throw error
+        } catch {
+            throw APIError.invalid("The body is not a valid chat completion request: \(Self.describe(error))")
+        }
+        guard configuration.models.contains(chat.model) else {
+            throw APIError(.notFound, code: "model_not_found", message: "The model '\(chat.model.prefix(100))' does not exist.", param: "model")
+        }
+        let (messages, options) = try chat.validated(limits: configuration.limits)
+
+        let jobID = JobID()
+        let title = String((messages.last { $0.role == "user" }?.content ?? "Chat").prefix(80))
+        let conversationID = try await store.createChat(
+            user: user, jobID: jobID.uuid, model: chat.model, title: title,
+            messages: messages.map { StoredMessage(role: $0.role, content: $0.content) })
+        let job = ChatJob(userID: user.uuid, conversationID: conversationID, model: chat.model, messages: messages, options: options)
+        try await queue.enqueue(id: jobID, type: ChatJob.type, payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self))
+        logger.info("chat job enqueued", metadata: ["job": "\(jobID)", "user": "\(user)", "stream": "\(chat.stream ?? false)"])
+
+        let completion = CompletionFormat(id: "chatcmpl-\(jobID)", model: chat.model, created: Int(Date().timeIntervalSince1970))
+        var headers: HTTPFields = [:]
+        headers[.init("X-Tern-Job-Id")!] = jobID.rawValue
+        if chat.stream == true {
+            return streamResponse(job: jobID, format: completion, includeUsage: chat.stream_options?.include_usage == true, headers: headers)
+        }
+        return try await answerResponse(job: jobID, format: completion, headers: headers)
+    }
+
+    private func streamResponse(job: JobID, format: CompletionFormat, includeUsage: Bool, headers: HTTPFields) -> Response {
+        var headers = headers
+        headers[.contentType] = "text/event-stream"
+        headers[.cacheControl] = "no-cache"
+        headers[.init("X-Accel-Buffering")!] = "no"
+        return Response(status: .ok, headers: headers, body: .init { writer in
+            try await writer.write(format.sse(format.chunk(delta: ["role": "assistant", "content": ""])))
+            try await follow(job) { event in
+                switch event {
+                case .started: return true
+                case .token(let text):
+                    try await writer.write(format.sse(format.chunk(delta: ["content": text])))
+                    return true
+                case .done(let reason, let prompt, let completion):
+                    try await writer.write(format.sse(format.chunk(delta: [:], finishReason: reason)))
+                    if includeUsage { try await writer.write(format.sse(format.usageChunk(prompt: prompt, completion: completion))) }
+                    try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                    return false
+                case .failed(let code, let message):
+                    let error = APIError(.badGateway, type: "server_error", code: code, message: message)
+                    try await writer.write(format.sse(error.body))
+                    return false
+                }
+            } onIdle: {
+                try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+            }
+            try await writer.finish(nil)
+        })
+    }
+
+    private func answerResponse(job: JobID, format: CompletionFormat, headers: HTTPFields) async throws -> Response {
+        var answer = ""
+        var outcome: ChatEvent?
+        let deadline = ContinuousClock.now + configuration.answerTimeout
+        try await follow(job) { event in
+            switch event {
+            case .started: return true
+            case .token(let text):
+                answer += text
+                return true
+            case .done, .failed:
+                outcome = event
+                return false
+            }
+        } onIdle: {
+            if ContinuousClock.now > deadline {
+                throw APIError(.gatewayTimeout, type: "server_error", code: "timeout", message: "No answer within \(configuration.answerTimeout).")
+            }
+        }
+        switch outcome {
+        case .done(let reason, let prompt, let completion):
+            return try json(format.completion(answer: answer, finishReason: reason, prompt: prompt, completion: completion), headers: headers)
+        case .failed(let code, let message):
+            throw APIError(.badGateway, type: "server_error", code: code, message: message)
+        default:
+            throw APIError(.internalServerError, type: "server_error", code: "internal_error", message: "The job ended without an answer.")
+        }
+    }
+
+    /// Reads a job's events from the start, in order, until `onEvent` returns `false`.
+    /// `onIdle` runs whenever no event came within the heartbeat interval.
+    func follow(
+        _ job: JobID,
+        onEvent: (ChatEvent) async throws -> Bool,
+        onIdle: () async throws -> Void
+    ) async throws {
+        try await redis.withDedicatedConnection { connection in
+            var lastID = "0"
+            while true {
+                let batch = try await events.read(job, after: lastID, blockMilliseconds: configuration.heartbeatMilliseconds, on: connection)
+                if batch.isEmpty {
+                    try await onIdle()
+                    continue
+                }
+                for entry in batch {
+                    lastID = entry.id
+                    guard let event = ChatEvent(fields: entry.fields) else { continue }
+                    if try await !onEvent(event) { return }
+                }
+            }
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case DecodingError.keyNotFound(let key, _): "missing field '\(key.stringValue)'"
+        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
+            "wrong type at '\(context.codingPath.map(\.stringValue).joined(separator: "."))'"
+        case DecodingError.dataCorrupted: "malformed JSON"
+        default: "unreadable body"
+        }
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import TernAI
+import TernQueue
+import TernRedis
+import TernStore
+
+/// The API layer: authenticates, validates, turns requests into jobs and relays job events.
+/// It never calls a model itself.
+public struct API: Sendable {
+    /// How the API behaves.
+    public struct Configuration: Sendable {
+        /// Address to listen on.
+        public var host = "127.0.0.1"
+        /// Port to listen on.
+        public var port = 8080
+        /// The public names of the models clients may ask for.
+        public var models: [String] = ["smollm2-135m"]
+        /// Request limits.
+        public var limits = ChatLimits()
+        /// Longest wait for a job's next event before a stream gets a heartbeat comment.
+        public var heartbeatMilliseconds = 10_000
+        /// Longest a non-streaming request waits for its answer.
+        public var answerTimeout: Duration = .seconds(600)
+        public init() {}
+    }
+
+    let configuration: Configuration
+    let store: Store
+    let redis: RedisClient
+    let queue: JobQueue
+    let events: JobEvents
+    let logger: Logger
+
+    public init(configuration: Configuration, store: Store, redis: RedisClient, queue: JobQueue, events: JobEvents, logger: Logger) {
+        self.configuration = configuration
+        self.store = store
+        self.redis = redis
+        self.queue = queue
+        self.events = events
+        self.logger = logger
+    }
+
+    /// The routes of the whole API, web UI included.
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: SecurityHeadersMiddleware())
+        router.get("/healthz") { _, _ in try await health() }
+        router.get("/v1/models") { request, _ in
+            _ = try await authenticate(request)
+            return try json(ModelList(data: configuration.models.map { .init(id: $0) }))
+        }
+        router.post("/v1/chat/completions") { request, context in
+            try await chatCompletions(request, context: context)
+        }
+        WebAssets.add(to: router)
+        return router
+    }
+
+    /// The Hummingbird application serving `router()`.
+    public func application() -> some ApplicationProtocol {
+        Application(
+            router: router(),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "tern"),
+            logger: logger
+        )
+    }
+
+    func health() async throws -> Response {
+        do {
+            try await redis.send("PING")
+            try await store.ping()
+        } catch {
+            logger.warning("health check failed", metadata: ["error": "\(error)"])
+            throw APIError(.serviceUnavailable, type: "server_error", code: "unhealthy", message: "Redis or PostgreSQL is unavailable.")
+        }
+        return try json(["status": "ok"])
+    }
+
+    func authenticate(_ request: Request) async throws -> UserID {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { throw APIError.unauthorized }
+        let key = String(header.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
+        guard let user = try await store.user(forAPIKey: key) else { throw APIError.unauthorized }
+        return user
+    }
+}
+
+struct ModelList: Encodable {
+    struct Model: Encodable {
+        let id: String
+        var object = "model"
+        var created = 0
+        var owned_by = "tern"
+    }
+    var object = "list"
+    let data: [Model]
+}
+
+func json(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws -> Response {
+    var headers = headers
+    headers[.contentType] = "application/json"
+    return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(value))))
+}
+
+/// Headers every response carries.
+struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        response.headers[.xContentTypeOptions] = "nosniff"
+        response.headers[.init("Referrer-Policy")!] = "no-referrer"
+        return response
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// A deliberate error answer, in OpenAI's error format:
+/// `{"error": {"message", "type", "param", "code"}}`, with a stable `code`.
+public struct APIError: Error, HTTPResponseError, Sendable {
+    public var status: HTTPResponse.Status
+    public var type: String
+    public var code: String
+    public var message: String
+    public var param: String?
+    public var headers: HTTPFields = [:]
+
+    public init(_ status: HTTPResponse.Status, type: String = "invalid_request_error", code: String, message: String, param: String? = nil) {
+        self.status = status
+        self.type = type
+        self.code = code
+        self.message = message
+        self.param = param
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers = headers
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(body))))
+    }
+
+    var body: Body { Body(error: .init(message: message, type: type, param: param, code: code)) }
+
+    struct Body: Encodable {
+        struct Detail: Encodable {
+            let message: String
+            let type: String
+            let param: String?
+            let code: String
+
+            func encode(to encoder: any Encoder) throws {
+                var container = encoder.container(keyedBy: CodingKeys.self)
+                try container.encode(message, forKey: .message)
+                try container.encode(type, forKey: .type)
+                try container.encode(param, forKey: .param)  // OpenAI sends an explicit null
+                try container.encode(code, forKey: .code)
+            }
+            enum CodingKeys: String, CodingKey { case message, type, param, code }
+        }
+        let error: Detail
+    }
+
+    static func invalid(_ message: String, param: String? = nil) -> APIError {
+        APIError(.badRequest, code: "invalid_request", message: message, param: param)
+    }
+
+    static let unauthorized = APIError(
+        .unauthorized, code: "invalid_api_key",
+        message: "Missing or invalid API key. Send it as 'Authorization: Bearer <key>'.")
+}

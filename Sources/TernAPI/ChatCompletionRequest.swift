@@ -1,0 +1,97 @@
+import HTTPTypes
+import TernAI
+
+/// The body of `POST /v1/chat/completions`, as OpenAI defines it (the fields Tern supports).
+struct ChatCompletionRequest: Decodable {
+    struct Message: Decodable {
+        let role: String
+        let content: String
+
+        enum CodingKeys: String, CodingKey { case role, content }
+        struct Part: Decodable {
+            let type: String
+            let text: String?
+        }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            role = try container.decode(String.self, forKey: .role)
+            // Content is a string or a list of parts; only text parts are supported.
+            if let text = try? container.decode(String.self, forKey: .content) {
+                content = text
+            } else {
+                let parts = try container.decode([Part].self, forKey: .content)
+                guard parts.allSatisfy({ $0.type == "text" }) else {
+                    throw APIError.invalid("Only text content parts are supported.", param: "messages")
+                }
+                content = parts.compactMap(\.text).joined()
+            }
+        }
+    }
+    struct StreamOptions: Decodable {
+        let include_usage: Bool?
+    }
+    /// `stop` is a string or a list of strings.
+    struct Stop: Decodable {
+        let values: [String]
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            if let one = try? container.decode(String.self) { values = [one] } else { values = try container.decode([String].self) }
+        }
+    }
+
+    let model: String
+    let messages: [Message]
+    let stream: Bool?
+    let max_tokens: Int?
+    let max_completion_tokens: Int?
+    let temperature: Double?
+    let top_p: Double?
+    let stop: Stop?
+    let seed: Int?
+    let stream_options: StreamOptions?
+    let user: String?
+}
+
+/// Limits on one chat request.
+public struct ChatLimits: Sendable {
+    /// Largest request body, in bytes.
+    public var maximumBodyBytes = 1 << 20
+    /// Most messages in one request.
+    public var maximumMessages = 256
+    /// Most characters across all messages.
+    public var maximumPromptCharacters = 64 * 1024
+    /// Largest `max_tokens`.
+    public var maximumCompletionTokens = 4096
+    public init() {}
+}
+
+extension ChatCompletionRequest {
+    /// Checks the request against `limits`; the thrown error names the offending parameter.
+    func validated(limits: ChatLimits) throws -> (messages: [ChatMessage], options: GenerationOptions) {
+        guard !messages.isEmpty else { throw APIError.invalid("'messages' must contain at least one message.", param: "messages") }
+        guard messages.count <= limits.maximumMessages else {
+            throw APIError.invalid("'messages' may hold at most \(limits.maximumMessages) messages.", param: "messages")
+        }
+        for (index, message) in messages.enumerated() where !["system", "user", "assistant", "developer"].contains(message.role) {
+            throw APIError.invalid("messages[\(index)].role must be system, developer, user or assistant.", param: "messages[\(index)].role")
+        }
+        let characters = messages.reduce(0) { $0 + $1.content.count }
+        guard characters <= limits.maximumPromptCharacters else {
+            throw APIError(.contentTooLarge, code: "prompt_too_large",
+                           message: "The messages hold \(characters) characters; the limit is \(limits.maximumPromptCharacters).", param: "messages")
+        }
+        let maxTokens = max_completion_tokens ?? max_tokens
+        if let maxTokens, !(1...limits.maximumCompletionTokens).contains(maxTokens) {
+            throw APIError.invalid("'max_tokens' must be between 1 and \(limits.maximumCompletionTokens).", param: "max_tokens")
+        }
+        if let temperature, !(0...2).contains(temperature) {
+            throw APIError.invalid("'temperature' must be between 0 and 2.", param: "temperature")
+        }
+        if let top_p, !(0...1).contains(top_p) { throw APIError.invalid("'top_p' must be between 0 and 1.", param: "top_p") }
+        if let stop, stop.values.count > 4 { throw APIError.invalid("'stop' may hold at most 4 sequences.", param: "stop") }
+        let chatMessages = messages.map { ChatMessage(role: $0.role == "developer" ? "system" : $0.role, content: $0.content) }
+        let options = GenerationOptions(maxTokens: maxTokens, temperature: temperature, topP: top_p, stop: stop?.values, seed: seed)
+        return (chatMessages, options)
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import NIOCore
+
+/// Builds OpenAI-format completion objects and chunks for one job.
+struct CompletionFormat: Sendable {
+    let id: String
+    let model: String
+    let created: Int
+
+    struct Chunk: Encodable {
+        struct Choice: Encodable {
+            let index = 0
+            let delta: [String: String]
+            let finish_reason: String?
+            func encode(to encoder: any Encoder) throws {
+                var container = encoder.container(keyedBy: CodingKeys.self)
+                try container.encode(index, forKey: .index)
+                try container.encode(delta, forKey: .delta)
+                try container.encode(finish_reason, forKey: .finish_reason)
+            }
+            enum CodingKeys: String, CodingKey { case index, delta, finish_reason }
+        }
+        let id: String
+        let object = "chat.completion.chunk"
+        let created: Int
+        let model: String
+        let choices: [Choice]
+        let usage: Usage?
+    }
+
+    struct Usage: Encodable {
+        let prompt_tokens: Int
+        let completion_tokens: Int
+        let total_tokens: Int
+    }
+
+    struct Completion: Encodable {
+        struct Choice: Encodable {
+            let index = 0
+            let message: [String: String]
+            let finish_reason: String
+        }
+        let id: String
+        let object = "chat.completion"
+        let created: Int
+        let model: String
+        let choices: [Choice]
+        let usage: Usage
+    }
+
+    func chunk(delta: [String: String], finishReason: String? = nil) -> Chunk {
+        Chunk(id: id, created: created, model: model, choices: [.init(delta: delta, finish_reason: finishReason)], usage: nil)
+    }
+
+    func usageChunk(prompt: Int, completion: Int) -> Chunk {
+        Chunk(id: id, created: created, model: model, choices: [], usage: usage(prompt: prompt, completion: completion))
+    }
+
+    func completion(answer: String, finishReason: String, prompt: Int, completion: Int) -> Completion {
+        Completion(id: id, created: created, model: model,
+                   choices: [.init(message: ["role": "assistant", "content": answer], finish_reason: finishReason)],
+                   usage: usage(prompt: prompt, completion: completion))
+    }
+
+    private func usage(prompt: Int, completion: Int) -> Usage {
+        Usage(prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion)
+    }
+
+    /// One Server-Sent Event carrying `value` as JSON.
+    func sse(_ value: some Encodable) throws -> ByteBuffer {
+        var buffer = ByteBuffer(string: "data: ")
+        buffer.writeBytes(try JSONEncoder().encode(value))
+        buffer.writeString("\n\n")
+        return buffer
+    }
+}

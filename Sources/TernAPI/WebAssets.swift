@@ -1,0 +1,31 @@
+import Foundation
+import Hummingbird
+import NIOCore
+
+/// The web front end: static files from the `Public` folder, loaded once at start-up.
+enum WebAssets {
+    static let files: [(route: String, file: String, type: String)] = [
+        ("/", "index.html", "text/html; charset=utf-8"),
+        ("/app.js", "app.js", "text/javascript; charset=utf-8"),
+        ("/app.css", "app.css", "text/css; charset=utf-8"),
+    ]
+
+    /// No inline scripts or styles; the page talks only to its own origin.
+    static let contentSecurityPolicy =
+        "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+        + "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+    static func add(to router: Router<BasicRequestContext>) {
+        for asset in files {
+            guard let url = Bundle.module.url(forResource: "Public/\(asset.file)", withExtension: nil),
+                  let data = try? Data(contentsOf: url)
+            else { preconditionFailure("web asset \(asset.file) is missing from the bundle") }
+            let body = ByteBuffer(bytes: data)
+            var headers: HTTPFields = [.contentType: asset.type, .cacheControl: "no-cache"]
+            headers[.contentSecurityPolicy] = contentSecurityPolicy
+            router.get(RouterPath(asset.route)) { [headers] _, _ in
+                Response(status: .ok, headers: headers, body: .init(byteBuffer: body))
+            }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+import UnixSignals
+import TernAPI
+import TernQueue
+import TernRedis
+import TernStore
+import TernAI
+import TernWorker
+
+/// Runs `services` until SIGINT or SIGTERM, then shuts them down gracefully.
+func runUntilSignalled(_ services: [any Service], logger: Logger) async throws {
+    let group = ServiceGroup(configuration: .init(
+        services: services.map { .init(service: $0) },
+        gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: logger))
+    try await group.run()
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply the database migrations.")
+
+    func run() async throws {
+        let logger = Environment.logger("tern.migrate")
+        let applied = try await withClients(Environment(), logger: logger) { store, _ in try await store.migrate() }
+        print(applied.isEmpty ? "database is up to date" : "applied migrations \(applied.map(String.init).joined(separator: ", "))")
+    }
+}
+
+struct APICommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "api", abstract: "Run the HTTP API and web UI.")
+
+    func run() async throws {
+        let environment = Environment()
+        let logger = Environment.logger("tern.api")
+        var configuration = API.Configuration()
+        configuration.host = environment["TERN_HOST"] ?? "127.0.0.1"
+        configuration.port = try environment.int("TERN_PORT", default: 8080)
+        configuration.models = [environment.model]
+        let postgres = PostgresClient(configuration: try environment.database, backgroundLogger: logger)
+        let redis = RedisClient(configuration: try environment.redis, logger: logger)
+        let api = API(
+            configuration: configuration, store: Store(client: postgres, logger: logger), redis: redis,
+            queue: JobQueue(name: environment.queueName, client: redis, lease: try environment.lease),
+            events: JobEvents(client: redis), logger: logger)
+        try await runUntilSignalled([postgres, api.application()], logger: logger)
+        await redis.shutdown()
+    }
+}
+
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "worker", abstract: "Run a job worker.")
+
+    @Option(help: "Jobs this process runs at the same time (default: TERN_WORKER_CONCURRENCY or 4).")
+    var concurrency: Int?
+
+    func run() async throws {
+        let environment = Environment()
+        let logger = Environment.logger("tern.worker")
+        var configuration = ChatWorker.Configuration()
+        configuration.concurrency = try concurrency ?? environment.int("TERN_WORKER_CONCURRENCY", default: 4)
+        guard configuration.concurrency > 0 else { throw ValidationError("concurrency must be at least 1") }
+        let postgres = PostgresClient(configuration: try environment.database, backgroundLogger: logger)
+        let redis = RedisClient(configuration: try environment.redis, logger: logger)
+        let worker = ChatWorker(
+            configuration: configuration,
+            queue: JobQueue(name: environment.queueName, client: redis, lease: try environment.lease),
+            events: JobEvents(client: redis), store: Store(client: postgres, logger: logger),
+            provider: OpenAIProvider(configuration: environment.provider), logger: logger)
+        try await runUntilSignalled([postgres, worker], logger: logger)
+        await redis.shutdown()
+    }
+}
+

@@ -1,0 +1,70 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import TernAI
+import TernQueue
+import TernRedis
+import TernStore
+
+/// Configuration read from `TERN_*` environment variables. The defaults match the private
+/// ports the embedded services of `tern up` listen on (see scripts/lib.sh).
+struct Environment {
+    static let defaults: [String: String] = [
+        "TERN_REDIS_URL": "redis://127.0.0.1:7379",
+        "TERN_DATABASE_URL": "postgres://postgres@127.0.0.1:7432/tern",
+        "TERN_LLM_BASE_URL": "http://127.0.0.1:7081/v1",
+    ]
+
+    let values: [String: String]
+
+    init(_ values: [String: String] = ProcessInfo.processInfo.environment) { self.values = values }
+
+    subscript(key: String) -> String? { values[key].flatMap { $0.isEmpty ? nil : $0 } ?? Self.defaults[key] }
+
+    func int(_ key: String, default value: Int) throws -> Int {
+        guard let text = values[key], !text.isEmpty else { return value }
+        guard let number = Int(text) else { throw ValidationError("\(key) must be a whole number, not '\(text)'") }
+        return number
+    }
+
+    var redis: RedisConfiguration { get throws { try RedisConfiguration(url: self["TERN_REDIS_URL"]!) } }
+    var database: PostgresClient.Configuration { get throws { try Store.configuration(url: self["TERN_DATABASE_URL"]!) } }
+    /// The public model name clients use.
+    var model: String { self["TERN_MODEL"] ?? "smollm2-135m" }
+    var queueName: QueueName { QueueName(self["TERN_QUEUE"] ?? "chat") }
+    var lease: Duration { get throws { .seconds(try int("TERN_JOB_LEASE_SECONDS", default: 30)) } }
+
+    var provider: OpenAIProvider.Configuration {
+        var configuration = OpenAIProvider.Configuration(
+            baseURL: self["TERN_LLM_BASE_URL"]!, apiKey: self["TERN_LLM_API_KEY"], model: self["TERN_LLM_MODEL"] ?? model)
+        if let seconds = values["TERN_LLM_TIMEOUT_SECONDS"].flatMap(Int64.init) { configuration.readTimeout = .seconds(seconds) }
+        return configuration
+    }
+
+    static func logger(_ label: String) -> Logger {
+        var logger = Logger(label: label)
+        logger.logLevel = ProcessInfo.processInfo.environment["TERN_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        return logger
+    }
+}
+
+/// Runs `body` with a started Postgres client and Redis client, and shuts both down after.
+func withClients<Result: Sendable>(
+    _ environment: Environment, logger: Logger,
+    _ body: @Sendable (Store, RedisClient) async throws -> Result
+) async throws -> Result {
+    let postgres = PostgresClient(configuration: try environment.database, backgroundLogger: logger)
+    let redis = RedisClient(configuration: try environment.redis, logger: logger)
+    return try await withThrowingTaskGroup(of: Result?.self) { group in
+        group.addTask {
+            await postgres.run()
+            return nil
+        }
+        defer { group.cancelAll() }
+        let result = try await body(Store(client: postgres, logger: logger), redis)
+        await redis.shutdown()
+        return result
+    }
+}

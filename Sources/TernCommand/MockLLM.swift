@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+
+/// A fast, deterministic OpenAI-compatible upstream for tests and benchmarks. The answer to any
+/// prompt is "Mock answer token 1 token 2 ...": `--tokens` pieces (or `max_tokens`, if smaller),
+/// with `--delay-ms` between pieces.
+struct MockLLM: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "mock-llm", abstract: "Run a fake OpenAI-compatible model server.")
+
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "Port to listen on.") var port = 7090
+    @Option(help: "Pieces in each answer.") var tokens = 16
+    @Option(name: .customLong("delay-ms"), help: "Milliseconds between pieces.") var delayMilliseconds = 0
+
+    func run() async throws {
+        let logger = Environment.logger("tern.mock-llm")
+        let router = Router()
+        let tokens = self.tokens
+        let delay = Duration.milliseconds(delayMilliseconds)
+        router.get("/health") { _, _ in "ok" }
+        router.get("/v1/models") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"],
+                     body: .init(byteBuffer: ByteBuffer(string: #"{"object":"list","data":[{"id":"mock","object":"model","created":0,"owned_by":"tern"}]}"#)))
+        }
+        router.post("/v1/chat/completions") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 4 << 20)
+            guard let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
+                return Response(status: .badRequest, headers: [.contentType: "application/json"],
+                                body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"invalid JSON","type":"invalid_request_error"}}"#)))
+            }
+            let count = min(tokens, (object["max_tokens"] as? Int) ?? tokens)
+            let model = (object["model"] as? String) ?? "mock"
+            let pieces = Self.answer(count: count)
+            let promptTokens = ((object["messages"] as? [[String: Any]]) ?? []).reduce(0) { $0 + (($1["content"] as? String)?.split(separator: " ").count ?? 0) }
+            let usage: [String: Int] = ["prompt_tokens": promptTokens, "completion_tokens": count, "total_tokens": promptTokens + count]
+            let finish = count < tokens ? "length" : "stop"
+            guard object["stream"] as? Bool == true else {
+                let completion: [String: Any] = [
+                    "id": "chatcmpl-mock", "object": "chat.completion", "created": 0, "model": model,
+                    "choices": [["index": 0, "message": ["role": "assistant", "content": pieces.joined()], "finish_reason": finish]],
+                    "usage": usage,
+                ]
+                return Response(status: .ok, headers: [.contentType: "application/json"],
+                                body: .init(byteBuffer: ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: completion))))
+            }
+            let includeUsage = (object["stream_options"] as? [String: Any])?["include_usage"] as? Bool == true
+            return Response(status: .ok, headers: [.contentType: "text/event-stream"], body: .init { writer in
+                for piece in pieces {
+                    if delay > .zero { try await Task.sleep(for: delay) }
+                    try await writer.write(Self.event(["choices": [["index": 0, "delta": ["content": piece], "finish_reason": NSNull()]], "model": model]))
+                }
+                try await writer.write(Self.event(["choices": [["index": 0, "delta": [String: String](), "finish_reason": finish]], "model": model]))
+                if includeUsage { try await writer.write(Self.event(["choices": [Any](), "usage": usage, "model": model])) }
+                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                try await writer.finish(nil)
+            })
+        }
+        let app = Application(router: router, configuration: .init(address: .hostname(host, port: port)), logger: logger)
+        try await runUntilSignalled([app], logger: logger)
+    }
+
+    static func answer(count: Int) -> [String] {
+        (0..<count).map { $0 == 0 ? "Mock answer" : " token \($0)" }
+    }
+
+    static func event(_ object: [String: Any]) throws -> ByteBuffer {
+        var object = object
+        object["id"] = "chatcmpl-mock"
+        object["object"] = "chat.completion.chunk"
+        var buffer = ByteBuffer(string: "data: ")
+        buffer.writeBytes(try JSONSerialization.data(withJSONObject: object))
+        buffer.writeString("\n\n")
+        return buffer
+    }
+}

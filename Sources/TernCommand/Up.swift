@@ -1,0 +1,94 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TernStore
+
+/// `tern up`: the development supervisor. Starts the embedded services (those whose URL is not
+/// configured) through `scripts/services`, migrates, makes a development API key, runs one API
+/// and N workers, and on SIGINT or SIGTERM stops everything it started.
+struct Up: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the whole stack for development.")
+
+    @Option(help: "Worker processes to run.") var workers = 2
+
+    func run() async throws {
+        let logger = Environment.logger("tern.up")
+        let environment = Environment()
+        let root = URL(fileURLWithPath: environment.values["TERN_ROOT"] ?? FileManager.default.currentDirectoryPath)
+        let state = URL(fileURLWithPath: environment.values["TERN_STATE"] ?? root.appendingPathComponent(".tern").path)
+        let services = ServiceScript(script: root.appendingPathComponent("scripts/services"), logger: logger)
+        let signals = SignalWaiter([SIGINT, SIGTERM])
+
+        // A service runs embedded unless its URL is configured.
+        let embedded = [("redis", "TERN_REDIS_URL"), ("postgres", "TERN_DATABASE_URL"), ("llm", "TERN_LLM_BASE_URL")]
+            .filter { environment.values[$0.1]?.isEmpty ?? true }.map(\.0)
+        var childEnvironment = ProcessInfo.processInfo.environment
+        for (key, value) in Environment.defaults where childEnvironment[key]?.isEmpty ?? true { childEnvironment[key] = value }
+
+        let supervisor = Supervisor(logger: logger)
+        do {
+            if !embedded.isEmpty { try services.run("start", embedded) }
+            let key = try await withClients(Environment(childEnvironment), logger: logger) { store, _ in
+                try await store.migrate()
+                return try await Self.developmentKey(store: store, file: state.appendingPathComponent("dev-api-key"))
+            }
+            let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+            try supervisor.start("api", executable: executable, arguments: ["api"], environment: childEnvironment)
+            for index in 1...max(1, workers) {
+                try supervisor.start("worker-\(index)", executable: executable, arguments: ["worker"], environment: childEnvironment)
+            }
+            let port = environment.values["TERN_PORT"] ?? "8080"
+            print("""
+
+                Tern is up: http://\(environment.values["TERN_HOST"] ?? "127.0.0.1"):\(port)/
+                Development API key: \(key)   (also in \(state.appendingPathComponent("dev-api-key").path))
+                Try: curl -N http://127.0.0.1:\(port)/v1/chat/completions -H "Authorization: Bearer \(key)" \\
+                       -H 'Content-Type: application/json' \\
+                       -d '{"model":"\(environment.model)","stream":true,"messages":[{"role":"user","content":"Hello!"}]}'
+                Press Ctrl-C to stop.
+
+                """)
+            fflush(nil)
+            let signal = await signals.next()
+            logger.info("stopping", metadata: ["signal": "\(signal)"])
+        } catch {
+            logger.error("start-up failed", metadata: ["error": "\(error)"])
+            await supervisor.stopAll()
+            if !embedded.isEmpty { try? services.run("stop", embedded) }
+            throw ExitCode.failure
+        }
+        await supervisor.stopAll()
+        if !embedded.isEmpty { try services.run("stop", embedded) }
+        logger.info("stopped")
+    }
+
+    /// Reuses the key in `file` while it is valid; otherwise creates one and writes it there.
+    static func developmentKey(store: Store, file: URL) async throws -> String {
+        if let saved = try? String(contentsOf: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+           try await store.user(forAPIKey: saved) != nil {
+            return saved
+        }
+        let user = try await store.ensureUser(email: "dev@tern.local")
+        let key = try await store.createAPIKey(for: user, name: "development")
+        try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: file.path, contents: Data((key.secret + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        return key.secret
+    }
+}
+
+/// Runs `scripts/services` for the embedded services.
+struct ServiceScript {
+    let script: URL
+    let logger: Logger
+
+    func run(_ action: String, _ services: [String]) throws {
+        let process = Process()
+        process.executableURL = script
+        process.arguments = [action] + services
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw ValidationError("scripts/services \(action) \(services.joined(separator: " ")) failed (exit \(process.terminationStatus))")
+        }
+    }
+}

@@ -1,0 +1,152 @@
+import Foundation
+import Logging
+import NIOCore
+import TernRedis
+
+/// Identifies a job; a UUID in text form.
+public struct JobID: Hashable, Sendable, Codable, CustomStringConvertible {
+    public let rawValue: String
+    public init(_ uuid: UUID = UUID()) { rawValue = uuid.uuidString.lowercased() }
+    /// Accepts only canonical UUID text, so an id from a client can be used in keys safely.
+    public init?(_ text: String) {
+        guard let uuid = UUID(uuidString: text) else { return nil }
+        self.init(uuid)
+    }
+    public var uuid: UUID { UUID(uuidString: rawValue)! }  // rawValue is always a UUID
+    public var description: String { rawValue }
+}
+
+/// The name of a queue; the part inside the Redis Cluster hash tag of its keys.
+public struct QueueName: Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+}
+
+/// A job claimed by a worker.
+public struct ClaimedJob: Sendable {
+    public let id: JobID
+    public let type: String
+    public let payload: String
+    /// 1 on first delivery; higher when the job is delivered again after its worker died.
+    public let attempt: Int
+    /// The entry id in the queue's stream; identifies this delivery.
+    let entryID: String
+}
+
+/// A durable job queue on a Redis stream with a consumer group.
+///
+/// A claimed job stays in the group's pending list under its worker's name until it is
+/// acknowledged. The worker renews its lease while it works; a job whose lease runs out (its
+/// worker was killed) is taken over by the next worker that asks for work. Claiming blocks on
+/// the server (XREADGROUP BLOCK), with no polling.
+public struct JobQueue: Sendable {
+    public let name: QueueName
+    public let client: RedisClient
+    /// How long a claimed job may go without a lease renewal before another worker takes it.
+    public let lease: Duration
+
+    static let group = "workers"
+
+    public init(name: QueueName, client: RedisClient, lease: Duration = .seconds(30)) {
+        self.name = name
+        self.client = client
+        self.lease = lease
+    }
+
+    /// The stream holding the queue's jobs.
+    public var streamKey: String { "tern:{\(name.rawValue)}:jobs" }
+
+    var leaseMilliseconds: Int64 {
+        let (seconds, attoseconds) = lease.components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+
+    /// Creates the stream and its consumer group if they do not exist.
+    public func prepare() async throws {
+        do {
+            try await client.send("XGROUP", "CREATE", streamKey, Self.group, "0", "MKSTREAM")
+        } catch let error as RedisError where error.code == .server && error.message.hasPrefix("BUSYGROUP") {
+            // Already there.
+        }
+    }
+
+    /// Adds a job to the queue.
+    public func enqueue(id: JobID, type: String, payload: String) async throws {
+        try await client.send("XADD", streamKey, "*", "id", id.rawValue, "type", type, "payload", payload)
+    }
+
+    /// Waits up to `block` for a job and claims it for `consumer`: first a job whose lease has
+    /// expired, then a new one. Returns `nil` when none arrived in time.
+    public func claim(consumer: String, block: Duration) async throws -> ClaimedJob? {
+        if let orphan = try await claimExpired(consumer: consumer) { return orphan }
+        let blockMilliseconds = max(1, block.components.seconds * 1000 + block.components.attoseconds / 1_000_000_000_000_000)
+        let reply = try await client.withDedicatedConnection { connection in
+            try await connection.send(RESPCommand(
+                "XREADGROUP", "GROUP", Self.group, consumer, "COUNT", 1, "BLOCK", blockMilliseconds,
+                "STREAMS", streamKey, ">"))
+        }
+        // [[stream, [[id, [field, value, ...]]]]]
+        guard let stream = reply.array?.first?.array, stream.count == 2,
+              let entry = stream[1].array?.first?.array
+        else { return nil }
+        return try job(from: entry, attempt: 1)
+    }
+
+    /// Renews the lease on a job. Returns `false` if the job is no longer this worker's (its lease
+    /// expired and another worker took it, or it was acknowledged).
+    public func renew(_ job: ClaimedJob, consumer: String) async throws -> Bool {
+        let reply = try await client.send(RESPCommand("EVAL", [Self.renewScript, 1, streamKey, Self.group, consumer, job.entryID]))
+        return reply.int == 1
+    }
+
+    /// Marks a job done and removes it, if this worker still holds it.
+    @discardableResult
+    public func acknowledge(_ job: ClaimedJob, consumer: String) async throws -> Bool {
+        let reply = try await client.send(RESPCommand("EVAL", [Self.acknowledgeScript, 1, streamKey, Self.group, consumer, job.entryID]))
+        return reply.int == 1
+    }
+
+    /// Number of jobs waiting to be claimed plus jobs being worked on.
+    public func depth() async throws -> Int {
+        Int(try await client.send("XLEN", streamKey).int ?? 0)
+    }
+
+    private func claimExpired(consumer: String) async throws -> ClaimedJob? {
+        let reply = try await client.send("XAUTOCLAIM", streamKey, Self.group, consumer, leaseMilliseconds, "0-0", "COUNT", 1)
+        // [next-cursor, [[id, [fields]]], [deleted ids]]
+        guard let entry = reply.array?.dropFirst().first?.array?.first?.array else { return nil }
+        guard let entryID = entry.first?.string else { return nil }
+        let pending = try await client.send("XPENDING", streamKey, Self.group, entryID, entryID, 1)
+        let deliveries = pending.array?.first?.array?.dropFirst(3).first?.int ?? 2
+        return try job(from: entry, attempt: Int(deliveries))
+    }
+
+    private func job(from entry: [RESPValue], attempt: Int) throws -> ClaimedJob {
+        guard entry.count == 2, let entryID = entry[0].string else {
+            throw RedisError(.unexpectedReply, "stream entry has an unexpected shape")
+        }
+        let fields = entry[1].fieldDictionary
+        guard let idText = fields["id"], let id = JobID(idText), let type = fields["type"], let payload = fields["payload"] else {
+            throw RedisError(.unexpectedReply, "job entry \(entryID) lacks id, type or payload")
+        }
+        return ClaimedJob(id: id, type: type, payload: payload, attempt: attempt, entryID: entryID)
+    }
+
+    /// KEYS[1] stream; ARGV group, consumer, entry id. Resets the idle time if the caller owns it.
+    static let renewScript = """
+        local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+        if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
+        redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+        return 1
+        """
+
+    /// KEYS[1] stream; ARGV group, consumer, entry id. Acknowledges and deletes if the caller owns it.
+    static let acknowledgeScript = """
+        local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+        if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
+        redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+        redis.call('XDEL', KEYS[1], ARGV[3])
+        return 1
+        """
+}

@@ -1,0 +1,111 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// A Redis client: one shared, pipelined connection for ordinary commands (concurrent callers
+/// share it), and a lane of dedicated connections for blocking commands so they never hold up
+/// the others. A dropped connection is replaced on the next call; commands that were in flight on
+/// it fail with `RedisError.connectionClosed`, commands not yet sent are never lost.
+public final class RedisClient: Sendable {
+    public let configuration: RedisConfiguration
+    let logger: Logger
+    /// Idle dedicated connections kept for reuse.
+    let maximumIdleDedicated: Int
+
+    private struct State {
+        var shared: Task<RedisConnection, any Error>?
+        var idleDedicated: [RedisConnection] = []
+        var isShutdown = false
+    }
+    private let state = NIOLockedValueBox(State())
+
+    public init(configuration: RedisConfiguration, maximumIdleDedicated: Int = 16, logger: Logger = Logger(label: "tern.redis")) {
+        self.configuration = configuration
+        self.maximumIdleDedicated = maximumIdleDedicated
+        self.logger = logger
+    }
+
+    /// Sends one command on the shared connection. An error reply throws `RedisError.server`.
+    @discardableResult
+    public func send(_ command: RESPCommand) async throws -> RESPValue {
+        try await sharedConnection().send(command)
+    }
+
+    /// Sends one command built from its name and arguments.
+    @discardableResult
+    public func send(_ name: String, _ arguments: any RESPArgument...) async throws -> RESPValue {
+        try await send(RESPCommand(name, arguments))
+    }
+
+    /// Sends several commands with one flush on the shared connection.
+    public func pipeline(_ commands: [RESPCommand]) async throws -> [Result<RESPValue, RedisError>] {
+        try await sharedConnection().pipeline(commands)
+    }
+
+    /// Runs `body` with a connection nobody else uses (for blocking commands such as XREAD BLOCK).
+    /// The connection returns to the lane if `body` succeeds; if it throws (or is cancelled
+    /// mid-command) the connection is closed, since a reply may still be on its way.
+    public func withDedicatedConnection<Result: Sendable>(
+        _ body: (RedisConnection) async throws -> Result
+    ) async throws -> Result {
+        let reused = state.withLockedValue { $0.idleDedicated.popLast() }
+        let connection: RedisConnection
+        if let reused, reused.isActive {
+            connection = reused
+        } else {
+            reused?.close()
+            connection = try await RedisConnection.connect(to: configuration, logger: logger)
+        }
+        do {
+            let result = try await body(connection)
+            let keep = state.withLockedValue { state in
+                guard !state.isShutdown, connection.isActive, state.idleDedicated.count < maximumIdleDedicated else { return false }
+                state.idleDedicated.append(connection)
+                return true
+            }
+            if !keep { connection.close() }
+            return result
+        } catch {
+            connection.close()
+            throw error
+        }
+    }
+
+    /// Closes every connection.
+    public func shutdown() async {
+        let (shared, idle) = state.withLockedValue { state in
+            state.isShutdown = true
+            defer { state.shared = nil; state.idleDedicated = [] }
+            return (state.shared, state.idleDedicated)
+        }
+        idle.forEach { $0.close() }
+        if let connection = try? await shared?.value { connection.close() }
+    }
+
+    private func sharedConnection() async throws -> RedisConnection {
+        for _ in 0..<2 {
+            let task = try state.withLockedValue { state -> Task<RedisConnection, any Error> in
+                if state.isShutdown { throw RedisError(.connectionClosed, "client is shut down") }
+                if let task = state.shared { return task }
+                // Unstructured on purpose: the connect is shared by every caller that arrives
+                // while it runs, so it must not belong to (or be cancelled with) any one of them.
+                let task = Task { [configuration, logger] in
+                    try await RedisConnection.connect(to: configuration, logger: logger)
+                }
+                state.shared = task
+                return task
+            }
+            do {
+                let connection = try await task.value
+                if connection.isActive { return connection }
+                logger.info("redis connection lost, reconnecting")
+            } catch {
+                state.withLockedValue { if $0.shared == task { $0.shared = nil } }
+                throw error
+            }
+            state.withLockedValue { if $0.shared == task { $0.shared = nil } }
+        }
+        throw RedisError(.connectFailed, "could not establish a connection")
+    }
+}

@@ -1,0 +1,75 @@
+import NIOCore
+
+/// Where and how to reach Redis.
+public struct RedisConfiguration: Sendable {
+    /// Host name or address.
+    public var host: String = "127.0.0.1"
+    /// TCP port.
+    public var port: Int = 6379
+    /// ACL user name (Redis 6+); `nil` for the default user.
+    public var username: String?
+    /// Password; `nil` when the server has none.
+    public var password: String?
+    /// Logical database number.
+    public var database: Int = 0
+    /// How long to wait for a TCP connection.
+    public var connectTimeout: TimeAmount = .seconds(5)
+
+    public init() {}
+
+    /// Reads a `redis://[user[:password]@]host[:port][/database]` URL.
+    public init(url: String) throws {
+        guard url.hasPrefix("redis://") else {
+            throw RedisError(.invalidConfiguration, "only redis:// URLs are supported")
+        }
+        var rest = Substring(url.dropFirst("redis://".count))
+        if let slash = rest.firstIndex(of: "/") {
+            let path = rest[rest.index(after: slash)...]
+            if !path.isEmpty {
+                guard let database = Int(path), database >= 0 else {
+                    throw RedisError(.invalidConfiguration, "database in the URL must be a number")
+                }
+                self.database = database
+            }
+            rest = rest[..<slash]
+        }
+        if let at = rest.lastIndex(of: "@") {
+            let userInfo = rest[..<at]
+            rest = rest[rest.index(after: at)...]
+            if let colon = userInfo.firstIndex(of: ":") {
+                let user = userInfo[..<colon]
+                username = user.isEmpty ? nil : String(user).removingPercentEncoding
+                password = String(userInfo[userInfo.index(after: colon)...]).removingPercentEncoding
+            } else if !userInfo.isEmpty {
+                password = String(userInfo).removingPercentEncoding
+            }
+        }
+        if let colon = rest.lastIndex(of: ":") {
+            guard let port = Int(rest[rest.index(after: colon)...]), (1...65535).contains(port) else {
+                throw RedisError(.invalidConfiguration, "port in the URL must be 1-65535")
+            }
+            self.port = port
+            rest = rest[..<colon]
+        }
+        if !rest.isEmpty { host = String(rest) }
+    }
+}
+
+extension String {
+    /// Decodes `%XX` escapes; `nil` when an escape is malformed.
+    fileprivate var removingPercentEncoding: String? {
+        var bytes: [UInt8] = []
+        var iterator = utf8.makeIterator()
+        while let byte = iterator.next() {
+            if byte == UInt8(ascii: "%") {
+                guard let high = iterator.next(), let low = iterator.next(),
+                      let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
+                else { return nil }
+                bytes.append(value)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

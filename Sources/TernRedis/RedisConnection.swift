@@ -1,0 +1,145 @@
+import Logging
+import NIOCore
+import NIOPosix
+
+/// One connection to a Redis server. Commands are pipelined: any number of callers may send at
+/// once, and replies are matched to them in order (RESP is first-in, first-out).
+public final class RedisConnection: Sendable {
+    let channel: any Channel
+    let logger: Logger
+
+    init(channel: any Channel, logger: Logger) {
+        self.channel = channel
+        self.logger = logger
+    }
+
+    /// Opens a connection and runs the handshake (AUTH and SELECT from the configuration).
+    public static func connect(
+        to configuration: RedisConfiguration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "tern.redis")
+    ) async throws -> RedisConnection {
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: eventLoopGroup)
+                .connectTimeout(configuration.connectTimeout)
+                .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RESPDecoder()))
+                        try channel.pipeline.syncOperations.addHandler(RedisCommandHandler())
+                    }
+                }
+                .connect(host: configuration.host, port: configuration.port)
+                .get()
+        } catch {
+            throw RedisError(.connectFailed, "\(configuration.host):\(configuration.port): \(error)")
+        }
+        let connection = RedisConnection(channel: channel, logger: logger)
+        do {
+            if let password = configuration.password {
+                var auth: [any RESPArgument] = []
+                if let user = configuration.username { auth.append(user) }
+                auth.append(password)
+                _ = try await connection.send(RESPCommand("AUTH", auth))
+            }
+            if configuration.database != 0 {
+                _ = try await connection.send(RESPCommand("SELECT", configuration.database))
+            }
+        } catch {
+            connection.close()
+            throw error
+        }
+        return connection
+    }
+
+    /// Whether the connection can still carry commands.
+    public var isActive: Bool { channel.isActive }
+
+    /// Sends one command and returns its reply; an error reply throws `RedisError.server`.
+    public func send(_ command: RESPCommand) async throws -> RESPValue {
+        try await pipeline([command])[0].get()
+    }
+
+    /// Sends several commands with one flush and returns each reply (error replies included).
+    public func pipeline(_ commands: [RESPCommand]) async throws -> [Result<RESPValue, RedisError>] {
+        guard !commands.isEmpty else { return [] }
+        let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
+        channel.writeAndFlush(RedisRequest(commands: commands, promise: promise), promise: nil)
+        let replies = try await promise.futureResult.get()
+        return replies.map { reply in
+            if case .error(let message) = reply { return .failure(RedisError(.server, message)) }
+            return .success(reply)
+        }
+    }
+
+    /// Closes the connection; pending commands fail with `connectionClosed`.
+    public func close() {
+        channel.close(promise: nil)
+    }
+}
+
+/// Commands on their way to the channel, with the promise their replies complete.
+struct RedisRequest: Sendable {
+    let commands: [RESPCommand]
+    let promise: EventLoopPromise<[RESPValue]>
+}
+
+/// Writes commands and hands replies back in order. Runs on the channel's event loop only.
+final class RedisCommandHandler: ChannelDuplexHandler {
+    typealias InboundIn = RESPValue
+    typealias OutboundIn = RedisRequest
+    typealias OutboundOut = ByteBuffer
+
+    private struct Pending {
+        let promise: EventLoopPromise<[RESPValue]>
+        let expected: Int
+        var replies: [RESPValue]
+    }
+
+    private var pending = CircularBuffer<Pending>()
+    private var closed = false
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let request = unwrapOutboundIn(data)
+        guard !closed else {
+            request.promise.fail(RedisError(.connectionClosed, "connection is closed"))
+            promise?.fail(RedisError(.connectionClosed, "connection is closed"))
+            return
+        }
+        var buffer = context.channel.allocator.buffer(capacity: 64 * request.commands.count)
+        for command in request.commands { command.encode(into: &buffer) }
+        pending.append(Pending(promise: request.promise, expected: request.commands.count, replies: []))
+        context.write(wrapOutboundOut(buffer), promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let reply = unwrapInboundIn(data)
+        if case .push = reply { return }  // out-of-band frames belong to pub/sub, not to a caller
+        guard !pending.isEmpty else {
+            context.fireErrorCaught(RedisError(.unexpectedReply, "reply with no command waiting"))
+            context.close(promise: nil)
+            return
+        }
+        pending[pending.startIndex].replies.append(reply)
+        if pending[pending.startIndex].replies.count == pending[pending.startIndex].expected {
+            let done = pending.removeFirst()
+            done.promise.succeed(done.replies)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        failAll(RedisError(.connectionClosed, "\(error)"))
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll(RedisError(.connectionClosed, "connection closed by the server or the network"))
+        context.fireChannelInactive()
+    }
+
+    private func failAll(_ error: RedisError) {
+        closed = true
+        while let next = pending.popFirst() { next.promise.fail(error) }
+    }
+}

@@ -1,0 +1,25 @@
+/// An error from the Redis client: a server error reply, or a connection problem.
+public struct RedisError: Error, CustomStringConvertible, Hashable {
+    public enum Code: String, Sendable {
+        /// The server answered with an error reply.
+        case server
+        /// The connection closed before the reply arrived; the command may or may not have run.
+        case connectionClosed
+        /// The server could not be reached.
+        case connectFailed
+        /// A reply did not have the shape the command expects.
+        case unexpectedReply
+        /// The configuration (URL) is invalid.
+        case invalidConfiguration
+    }
+
+    public let code: Code
+    public let message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "redis \(code.rawValue): \(message)" }
+}

@@ -1,0 +1,90 @@
+/// The schema, as ordered migrations. A migration is never edited once released: add a new one.
+/// Each entry is a list of statements (the extended query protocol runs one at a time).
+enum Migrations {
+    static let all: [(version: Int, name: String, statements: [String])] = [
+        (1, "initial schema", [
+            "CREATE EXTENSION IF NOT EXISTS vector",
+            """
+            CREATE TABLE users (
+                id uuid PRIMARY KEY,
+                email text NOT NULL UNIQUE,
+                password_hash text,
+                created_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            """
+            CREATE TABLE api_keys (
+                id uuid PRIMARY KEY,
+                user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                name text NOT NULL,
+                prefix text NOT NULL,
+                key_hash bytea NOT NULL UNIQUE,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                last_used_at timestamptz,
+                revoked_at timestamptz
+            )
+            """,
+            "CREATE INDEX api_keys_user ON api_keys (user_id)",
+            """
+            CREATE TABLE conversations (
+                id uuid PRIMARY KEY,
+                user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                title text NOT NULL DEFAULT '',
+                created_at timestamptz NOT NULL DEFAULT now(),
+                updated_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            "CREATE INDEX conversations_user_recent ON conversations (user_id, updated_at DESC)",
+            """
+            CREATE TABLE jobs (
+                id uuid PRIMARY KEY,
+                user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                conversation_id uuid REFERENCES conversations (id) ON DELETE SET NULL,
+                kind text NOT NULL,
+                model text NOT NULL,
+                status text NOT NULL DEFAULT 'queued'
+                    CHECK (status IN ('queued', 'active', 'completed', 'failed', 'cancelled')),
+                attempts int NOT NULL DEFAULT 0,
+                error text,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                started_at timestamptz,
+                finished_at timestamptz
+            )
+            """,
+            "CREATE INDEX jobs_user_recent ON jobs (user_id, created_at DESC)",
+            """
+            CREATE TABLE messages (
+                id bigserial PRIMARY KEY,
+                conversation_id uuid NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+                role text NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+                content text NOT NULL,
+                job_id uuid REFERENCES jobs (id) ON DELETE SET NULL,
+                model text,
+                prompt_tokens int,
+                completion_tokens int,
+                created_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            "CREATE INDEX messages_conversation ON messages (conversation_id, id)",
+            "CREATE UNIQUE INDEX messages_one_answer_per_job ON messages (job_id) WHERE role = 'assistant'",
+            """
+            CREATE TABLE documents (
+                id uuid PRIMARY KEY,
+                user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                title text NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            """
+            CREATE TABLE chunks (
+                id bigserial PRIMARY KEY,
+                document_id uuid NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+                position int NOT NULL,
+                content text NOT NULL,
+                embedding vector(384)
+            )
+            """,
+            "CREATE INDEX chunks_embedding ON chunks USING hnsw (embedding vector_cosine_ops)",
+        ]),
+    ]
+}

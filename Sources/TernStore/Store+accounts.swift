@@ -1,0 +1,56 @@
+import Crypto
+import Foundation
+import PostgresNIO
+
+/// A user's id.
+public struct UserID: Hashable, Sendable, CustomStringConvertible {
+    public let uuid: UUID
+    public init(_ uuid: UUID) { self.uuid = uuid }
+    public var description: String { uuid.uuidString.lowercased() }
+}
+
+/// A newly created API key; `secret` is shown once and never stored.
+public struct CreatedAPIKey: Sendable {
+    public let id: UUID
+    public let secret: String
+}
+
+extension Store {
+    /// Returns the id of the user with this e-mail, creating the user if needed.
+    public func ensureUser(email: String) async throws -> UserID {
+        let rows = try await client.query("""
+            INSERT INTO users (id, email) VALUES (\(UUID()), \(email))
+            ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email
+            RETURNING id
+            """, logger: logger)
+        for try await id in rows.decode(UUID.self) { return UserID(id) }
+        throw StoreError(.notFound, "user could not be created")
+    }
+
+    /// Creates an API key for a user. Only its SHA-256 hash is stored.
+    public func createAPIKey(for user: UserID, name: String) async throws -> CreatedAPIKey {
+        var random = SystemRandomNumberGenerator()
+        let secretBytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &random) }
+        let secret = "tern_" + secretBytes.map { String(format: "%02x", $0) }.joined()
+        let id = UUID()
+        try await client.query("""
+            INSERT INTO api_keys (id, user_id, name, prefix, key_hash)
+            VALUES (\(id), \(user.uuid), \(name), \(String(secret.prefix(12))), \(Self.hash(secret)))
+            """, logger: logger)
+        return CreatedAPIKey(id: id, secret: secret)
+    }
+
+    /// The user an API key belongs to, or `nil` if the key is unknown or revoked.
+    public func user(forAPIKey secret: String) async throws -> UserID? {
+        guard secret.hasPrefix("tern_"), secret.utf8.count <= 128 else { return nil }
+        let rows = try await client.query("""
+            SELECT user_id FROM api_keys WHERE key_hash = \(Self.hash(secret)) AND revoked_at IS NULL
+            """, logger: logger)
+        for try await id in rows.decode(UUID.self) { return UserID(id) }
+        return nil
+    }
+
+    static func hash(_ secret: String) -> ByteBuffer {
+        ByteBuffer(bytes: SHA256.hash(data: Array(secret.utf8)))
+    }
+}

