@@ -93,19 +93,40 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Helpers the test targets share: the real test services and waiting on conditions.
+        .target(
+            name: "TernTestSupport",
+            dependencies: [
+                "TernRedis", "TernStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "TernRedisTests",
-            dependencies: ["TernRedis", .product(name: "NIOTestUtils", package: "swift-nio")],
+            dependencies: ["TernRedis", "TernTestSupport", .product(name: "NIOTestUtils", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "TernQueueTests", dependencies: ["TernQueue", "TernRedis"], swiftSettings: swiftSettings),
-        .testTarget(name: "TernStoreTests", dependencies: ["TernStore"], swiftSettings: swiftSettings),
-        .testTarget(name: "TernAITests", dependencies: ["TernAI"], swiftSettings: swiftSettings),
+        .testTarget(name: "TernQueueTests", dependencies: ["TernQueue", "TernRedis", "TernTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TernStoreTests",
+            dependencies: ["TernStore", "TernTestSupport", .product(name: "PostgresNIO", package: "postgres-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "TernAITests", dependencies: ["TernAI", "TernTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TernAPITests",
-            dependencies: ["TernAPI", .product(name: "HummingbirdTesting", package: "hummingbird")],
+            dependencies: [
+                "TernAPI", "TernTestSupport", "TernQueue", "TernRedis", "TernStore",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "TernWorkerTests", dependencies: ["TernWorker"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TernWorkerTests",
+            dependencies: ["TernWorker", "TernTestSupport", "TernAI", "TernQueue", "TernRedis", "TernStore"],
+            swiftSettings: swiftSettings
+        ),
     ]
 )

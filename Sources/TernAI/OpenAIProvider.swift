@@ -15,8 +15,9 @@ public struct OpenAIProvider: Sendable {
         public var apiKey: String?
         /// The model name the upstream expects.
         public var model: String
-        /// Limit on waiting for the first byte of the response and for each later piece.
-        public var readTimeout: TimeAmount = .seconds(60)
+        /// Limit on waiting for the response head, connection attempts included (an unreachable
+        /// upstream is retried until then). Gaps between streamed pieces are not bounded yet.
+        public var headTimeout: TimeAmount = .seconds(60)
 
         public init(baseURL: String, apiKey: String? = nil, model: String) {
             self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
@@ -61,7 +62,7 @@ public struct OpenAIProvider: Sendable {
 
         let response: HTTPClientResponse
         do {
-            response = try await httpClient.execute(request, timeout: configuration.readTimeout)
+            response = try await httpClient.execute(request, timeout: configuration.headTimeout)
         } catch {
             throw ProviderError(.unreachable, "upstream request failed: \(error)")
         }

@@ -3,6 +3,12 @@ public struct ServerSentEvent: Sendable, Equatable {
     public var event: String?
     public var data: String
     public var id: String?
+
+    public init(event: String? = nil, data: String, id: String? = nil) {
+        self.event = event
+        self.data = data
+        self.id = id
+    }
 }
 
 /// An error for an event stream that breaks the parser's bounds.

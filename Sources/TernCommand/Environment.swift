@@ -39,7 +39,7 @@ struct Environment {
     var provider: OpenAIProvider.Configuration {
         var configuration = OpenAIProvider.Configuration(
             baseURL: self["TERN_LLM_BASE_URL"]!, apiKey: self["TERN_LLM_API_KEY"], model: self["TERN_LLM_MODEL"] ?? model)
-        if let seconds = values["TERN_LLM_TIMEOUT_SECONDS"].flatMap(Int64.init) { configuration.readTimeout = .seconds(seconds) }
+        if let seconds = values["TERN_LLM_TIMEOUT_SECONDS"].flatMap(Int64.init) { configuration.headTimeout = .seconds(seconds) }
         return configuration
     }
 

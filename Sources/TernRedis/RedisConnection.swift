@@ -65,7 +65,13 @@ public final class RedisConnection: Sendable {
     public func pipeline(_ commands: [RESPCommand]) async throws -> [Result<RESPValue, RedisError>] {
         guard !commands.isEmpty else { return [] }
         let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
-        channel.writeAndFlush(RedisRequest(commands: commands, promise: promise), promise: nil)
+        // If the channel closed before the handler saw the request, the write itself fails:
+        // fail the caller too (a promise completes once; the later completion is ignored).
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { error in
+            promise.fail(RedisError(.connectionClosed, "could not send: \(error)"))
+        }
+        channel.writeAndFlush(RedisRequest(commands: commands, promise: promise), promise: written)
         let replies = try await promise.futureResult.get()
         return replies.map { reply in
             if case .error(let message) = reply { return .failure(RedisError(.server, message)) }

@@ -1,0 +1,38 @@
+import Testing
+import TernAI
+import TernTestSupport
+
+/// Against `tern mock-llm`, started by scripts/test.
+@Suite struct OpenAIProviderTests {
+    @Test func streamsTextPiecesAndUsage() async throws {
+        let provider = OpenAIProvider(configuration: .init(baseURL: TestServices.llmURL, model: "mock"))
+        var text = ""
+        var finish: ChatStreamPart?
+        for try await part in provider.streamChat(messages: [ChatMessage(role: "user", content: "hi there")], options: GenerationOptions(maxTokens: 4)) {
+            switch part {
+            case .text(let piece): text += piece
+            case .finished: finish = part
+            }
+        }
+        #expect(text == "Mock answer token 1 token 2 token 3")
+        #expect(finish == .finished(reason: "length", promptTokens: 2, completionTokens: 4))
+    }
+
+    @Test func reportsAnUnreachableUpstream() async throws {
+        var configuration = OpenAIProvider.Configuration(baseURL: "http://127.0.0.1:1/v1", model: "mock")
+        configuration.headTimeout = .seconds(2)
+        let provider = OpenAIProvider(configuration: configuration)
+        await #expect(throws: ProviderError.self) {
+            for try await _ in provider.streamChat(messages: [ChatMessage(role: "user", content: "x")], options: .init()) {}
+        }
+    }
+
+    @Test func chatEventsRoundTripThroughStreamFields() {
+        let events: [ChatEvent] = [.started(attempt: 2), .token("a\nb"), .done(finishReason: "stop", promptTokens: 1, completionTokens: 2), .failed(code: "x", message: "y")]
+        for event in events {
+            let fields = Dictionary(uniqueKeysWithValues: event.fields.map { ($0.key, $0.value) })
+            #expect(ChatEvent(fields: fields) == event)
+        }
+        #expect(ChatEvent(fields: ["type": "unknown"]) == nil)
+    }
+}

@@ -1,0 +1,124 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Testing
+import TernAI
+import TernAPI
+import TernQueue
+import TernRedis
+import TernStore
+import TernTestSupport
+
+/// The API against the real Redis and PostgreSQL; a test plays the worker by writing job events.
+@Suite struct ChatCompletionsTests {
+    struct Fixture {
+        let api: API
+        let key: String
+        let queue: JobQueue
+        let events: JobEvents
+    }
+
+    func withAPI(_ body: @Sendable (Fixture) async throws -> Void) async throws {
+        try await TestServices.withStore { store in
+            try await TestServices.withRedis { redis in
+                let user = try await store.ensureUser(email: TestServices.uniqueName("api") + "@test")
+                let key = try await store.createAPIKey(for: user, name: "test").secret
+                var configuration = API.Configuration()
+                configuration.models = ["test-model"]
+                configuration.limits.maximumBodyBytes = 4096
+                let queue = JobQueue(name: QueueName(TestServices.uniqueName("api")), client: redis)
+                try await queue.prepare()
+                let events = JobEvents(client: redis, retentionSeconds: 60)
+                let api = API(configuration: configuration, store: store, redis: redis, queue: queue, events: events, logger: TestServices.logger)
+                try await body(Fixture(api: api, key: key, queue: queue, events: events))
+                try await redis.send("DEL", queue.streamKey)
+            }
+        }
+    }
+
+    func request(_ key: String?, _ body: String) -> (HTTPFields, ByteBuffer) {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let key { headers[.authorization] = "Bearer \(key)" }
+        return (headers, ByteBuffer(string: body))
+    }
+
+    func errorCode(_ response: TestResponse) -> String? {
+        let object = try? JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]
+        return (object?["error"] as? [String: Any])?["code"] as? String
+    }
+
+    @Test func healthAndAuthentication() async throws {
+        try await withAPI { fixture in
+            let app = Application(router: fixture.api.router())
+            try await app.test(.router) { client in
+                try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
+                let (headers, body) = request("tern_wrong", #"{"model":"test-model","messages":[{"role":"user","content":"x"}]}"#)
+                try await client.execute(uri: "/v1/chat/completions", method: .post, headers: headers, body: body) { response in
+                    #expect(response.status == .unauthorized)
+                    #expect(errorCode(response) == "invalid_api_key")
+                }
+                try await client.execute(uri: "/v1/models", method: .get) { #expect($0.status == .unauthorized) }
+            }
+        }
+    }
+
+    @Test(arguments: [
+        (#"{"model":"nope","messages":[{"role":"user","content":"x"}]}"#, HTTPResponse.Status.notFound, "model_not_found"),
+        (#"{"model":"test-model","messages":[]}"#, .badRequest, "invalid_request"),
+        (#"{"model":"test-model","messages":[{"role":"wizard","content":"x"}]}"#, .badRequest, "invalid_request"),
+        (#"{"model":"test-model","messages":[{"role":"user","content":"x"}],"temperature":9}"#, .badRequest, "invalid_request"),
+        (#"{"model":"test-model","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#, .badRequest, "invalid_request"),
+        (#"{"model":"test-model""#, .badRequest, "invalid_request"),
+        ("[1,2,3]", .badRequest, "invalid_request"),
+        (#"{"model":"test-model","messages":[{"role":"user","content":""# + String(repeating: "a", count: 5000) + #""}]}"#, .contentTooLarge, "body_too_large"),
+    ])
+    func rejectsBadRequestsWithOpenAIErrors(body: String, status: HTTPResponse.Status, code: String) async throws {
+        try await withAPI { fixture in
+            try await Application(router: fixture.api.router()).test(.router) { client in
+                let (headers, buffer) = request(fixture.key, body)
+                try await client.execute(uri: "/v1/chat/completions", method: .post, headers: headers, body: buffer) { response in
+                    #expect(response.status == status)
+                    #expect(errorCode(response) == code)
+                }
+            }
+            #expect(try await fixture.queue.depth() == 0)  // nothing was enqueued
+        }
+    }
+
+    @Test func streamsTheJobsEventsAsOpenAIChunks() async throws {
+        try await withAPI { fixture in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    // The worker's part: claim the job, write its events.
+                    let job = try #require(try await fixture.queue.claim(consumer: "test", block: .seconds(30)))
+                    let chat = try JSONDecoder().decode(ChatJob.self, from: Data(job.payload.utf8))
+                    #expect(chat.messages == [ChatMessage(role: "user", content: "Hi")])
+                    #expect(chat.options.maxTokens == 5)
+                    for event in [ChatEvent.started(attempt: 1), .token("Hel"), .token("lo"), .done(finishReason: "stop", promptTokens: 1, completionTokens: 2)] {
+                        try await fixture.events.append(job.id, event.fields)
+                    }
+                    try await fixture.queue.acknowledge(job, consumer: "test")
+                }
+                try await Application(router: fixture.api.router()).test(.live) { client in
+                    let (headers, body) = request(fixture.key, #"{"model":"test-model","stream":true,"max_tokens":5,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hi"}]}"#)
+                    try await client.execute(uri: "/v1/chat/completions", method: .post, headers: headers, body: body) { response in
+                        #expect(response.status == .ok)
+                        #expect(response.headers[.contentType] == "text/event-stream")
+                        #expect(response.headers[HTTPField.Name("X-Tern-Job-Id")!] != nil)
+                        let text = String(buffer: response.body)
+                        let payloads = text.components(separatedBy: "\n\n").filter { $0.hasPrefix("data: ") }.map { String($0.dropFirst(6)) }
+                        #expect(payloads.last == "[DONE]")
+                        let chunks = payloads.dropLast().compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+                        let content = chunks.compactMap { (($0["choices"] as? [[String: Any]])?.first?["delta"] as? [String: Any])?["content"] as? String }.joined()
+                        #expect(content == "Hello")
+                        #expect((chunks.last?["usage"] as? [String: Any])?["total_tokens"] as? Int == 3)
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+import NIOCore
+import Testing
+import TernRedis
+import TernTestSupport
+
+/// Against the real redis-server started by scripts/test.
+@Suite struct RedisClientIntegrationTests {
+    @Test func sendsCommandsAndDecodesReplies() async throws {
+        try await TestServices.withRedis { client in
+            let key = TestServices.uniqueName("test:string")
+            try await client.send("SET", key, "value", "EX", 60)
+            #expect(try await client.send("GET", key).string == "value")
+            #expect(try await client.send("INCRBY", key + ":n", 5).int == 5)
+            #expect(try await client.send("GET", key + ":missing").isNull)
+            await #expect(throws: RedisError.self) { try await client.send("NOSUCHCOMMAND") }
+            try await client.send("DEL", key, key + ":n")
+        }
+    }
+
+    @Test func pipelinesManyCommandsInOneFlush() async throws {
+        try await TestServices.withRedis { client in
+            let key = TestServices.uniqueName("test:list")
+            let replies = try await client.pipeline((0..<1000).map { RESPCommand("RPUSH", key, $0) } + [RESPCommand("LLEN", key), RESPCommand("DEL", key)])
+            #expect(replies.count == 1002)
+            #expect(try replies[1000].get().int == 1000)
+        }
+    }
+
+    @Test func concurrentCallersShareTheConnectionInOrder() async throws {
+        try await TestServices.withRedis { client in
+            let key = TestServices.uniqueName("test:concurrent")
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<200 {
+                    group.addTask {
+                        let reply = try await client.send("ECHO", "\(key)-\(index)")
+                        #expect(reply.string == "\(key)-\(index)")
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+    }
+
+    @Test func reconnectsAfterTheConnectionIsKilled() async throws {
+        try await TestServices.withRedis { client in
+            let id = try #require(try await client.send("CLIENT", "ID").int)
+            // Kill the connection from another one, as a server restart or network cut would.
+            try await TestServices.withRedis { killer in try await killer.send("CLIENT", "KILL", "ID", id) }
+            let recovered = await eventually {
+                (try? await client.send("PING"))?.string == "PONG"
+            }
+            #expect(recovered)
+        }
+    }
+
+    @Test func blockingCommandsUseTheirOwnConnection() async throws {
+        try await TestServices.withRedis { client in
+            let key = TestServices.uniqueName("test:blocking")
+            try await withThrowingTaskGroup(of: RESPValue.self) { group in
+                group.addTask {
+                    try await client.withDedicatedConnection { try await $0.send(RESPCommand("BLPOP", key, 30)) }
+                }
+                // While BLPOP waits, ordinary commands still go through.
+                #expect(try await client.send("PING").string == "PONG")
+                try await client.send("RPUSH", key, "item")
+                let popped = try await group.next()
+                #expect(popped?.array?.last?.string == "item")
+            }
+        }
+    }
+}

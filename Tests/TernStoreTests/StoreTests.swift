@@ -1,0 +1,58 @@
+import Foundation
+import PostgresNIO
+import Testing
+import TernStore
+import TernTestSupport
+
+/// Against the real PostgreSQL + pgvector started by scripts/test.
+@Suite struct StoreTests {
+    @Test func migrationsAreIdempotentAndEnablePgvector() async throws {
+        try await TestServices.withStore { store in
+            #expect(try await store.migrate().isEmpty)  // withStore already migrated
+            let rows = try await store.client.query("SELECT '[1,2,3]'::vector <=> '[1,2,3]'::vector")
+            for try await distance in rows.decode(Double.self) { #expect(distance == 0) }
+        }
+    }
+
+    @Test func apiKeysAreStoredHashedAndResolveToTheirUser() async throws {
+        try await TestServices.withStore { store in
+            let user = try await store.ensureUser(email: TestServices.uniqueName("keys") + "@test")
+            let key = try await store.createAPIKey(for: user, name: "test")
+            #expect(key.secret.hasPrefix("tern_"))
+            #expect(try await store.user(forAPIKey: key.secret) == user)
+            #expect(try await store.user(forAPIKey: key.secret + "x") == nil)
+            #expect(try await store.user(forAPIKey: "garbage") == nil)
+            // Only the SHA-256 of the key is stored; no column holds the key itself.
+            let stored = try await store.client.query("""
+                SELECT count(*) FROM api_keys WHERE key_hash = sha256(convert_to(\(key.secret), 'UTF8'))
+                AND strpos(api_keys::text, \(key.secret)) = 0
+                """)
+            for try await count in stored.decode(Int.self) { #expect(count == 1) }
+        }
+    }
+
+    @Test func completingAChatJobStoresTheAnswerOnce() async throws {
+        try await TestServices.withStore { store in
+            let user = try await store.ensureUser(email: TestServices.uniqueName("chat") + "@test")
+            let job = UUID()
+            let conversation = try await store.createChat(
+                user: user, jobID: job, model: "m", title: "t", messages: [StoredMessage(role: "user", content: "hi")])
+            try await store.startJob(job, attempt: 1)
+            let usage = TokenUsage(promptTokens: 3, completionTokens: 2)
+            #expect(try await store.completeChatJob(job, answer: "hello", model: "m", usage: usage))
+            #expect(try await store.completeChatJob(job, answer: "hello", model: "m", usage: usage) == false)
+            #expect(try await store.messages(conversation: conversation, user: user)
+                    == [StoredMessage(role: "user", content: "hi"), StoredMessage(role: "assistant", content: "hello")])
+            #expect(try await store.jobStatus(job, user: user)?.status == "completed")
+            // Another user sees nothing of it.
+            let other = try await store.ensureUser(email: TestServices.uniqueName("other") + "@test")
+            #expect(try await store.messages(conversation: conversation, user: other).isEmpty)
+            #expect(try await store.jobStatus(job, user: other) == nil)
+        }
+    }
+
+    @Test func rejectsMalformedDatabaseURLs() {
+        #expect(throws: StoreError.self) { try Store.configuration(url: "mysql://x/y") }
+        #expect(throws: StoreError.self) { try Store.configuration(url: "postgres:///nohost") }
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import Testing
+import TernAI
+import TernQueue
+import TernRedis
+import TernStore
+import TernTestSupport
+@testable import TernWorker
+
+/// The worker against the real Redis, PostgreSQL and `tern mock-llm`.
+@Suite struct ChatWorkerTests {
+    /// Enqueues one chat job, runs a worker until the job's `done` event, and returns the tokens streamed.
+    func runJob(prepareEvents: @Sendable (JobEvents, JobID) async throws -> Void = { _, _ in }) async throws -> (tokens: [String], answer: [StoredMessage]) {
+        try await TestServices.withStore { store in
+            try await TestServices.withRedis { redis in
+                let queue = JobQueue(name: QueueName(TestServices.uniqueName("worker")), client: redis)
+                let events = JobEvents(client: redis, retentionSeconds: 60)
+                let user = try await store.ensureUser(email: TestServices.uniqueName("worker") + "@test")
+                let jobID = JobID()
+                let messages = [ChatMessage(role: "user", content: "Say something")]
+                let conversation = try await store.createChat(user: user, jobID: jobID.uuid, model: "mock", title: "t", messages: messages.map { StoredMessage(role: $0.role, content: $0.content) })
+                let job = ChatJob(userID: user.uuid, conversationID: conversation, model: "mock", messages: messages, options: GenerationOptions(maxTokens: 5))
+                try await prepareEvents(events, jobID)
+                try await queue.prepare()
+                try await queue.enqueue(id: jobID, type: ChatJob.type, payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self))
+
+                var configuration = ChatWorker.Configuration()
+                configuration.concurrency = 1
+                configuration.claimBlock = .milliseconds(200)
+                let worker = ChatWorker(configuration: configuration, queue: queue, events: events, store: store,
+                                        provider: OpenAIProvider(configuration: .init(baseURL: TestServices.llmURL, model: "mock")),
+                                        logger: TestServices.logger)
+                let finished = try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await worker.run() }
+                    defer { group.cancelAll() }
+                    return try await eventually { try await events.all(jobID).contains { $0.type == "done" } }
+                }
+                #expect(finished)
+                let tokens = try await events.all(jobID).compactMap { $0.type == "token" ? $0.fields["text"] : nil }
+                #expect(try await eventually { try await queue.depth() == 0 })  // acknowledged
+                #expect(try await store.jobStatus(jobID.uuid, user: user)?.status == "completed")
+                let stored = try await store.messages(conversation: conversation, user: user)
+                try await redis.send("DEL", queue.streamKey, events.key(jobID))
+                return (tokens, stored)
+            }
+        }
+    }
+
+    @Test func streamsTokensStoresTheAnswerAndAcknowledges() async throws {
+        let (tokens, stored) = try await runJob()
+        #expect(tokens == ["Mock answer", " token 1", " token 2", " token 3", " token 4"])
+        #expect(stored.last == StoredMessage(role: "assistant", content: "Mock answer token 1 token 2 token 3 token 4"))
+    }
+
+    @Test func retryDoesNotRepeatWhatAnEarlierAttemptStreamed() async throws {
+        // An earlier attempt streamed two pieces, then its worker died.
+        let (tokens, stored) = try await runJob { events, job in
+            try await events.append(job, ChatEvent.started(attempt: 1).fields)
+            try await events.append(job, ChatEvent.token("Mock answer").fields)
+            try await events.append(job, ChatEvent.token(" tok").fields)
+        }
+        #expect(tokens.joined() == "Mock answer token 1 token 2 token 3 token 4")
+        #expect(stored.last?.content == "Mock answer token 1 token 2 token 3 token 4")
+    }
+}
