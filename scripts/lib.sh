@@ -20,7 +20,7 @@ TERN_PG_USER="${TERN_PG_USER:-tern-postgres}"
 log() { printf '\033[1m[tern]\033[0m %s\n' "$*" >&2; }
 die() { printf '[tern] error: %s\n' "$*" >&2; exit 1; }
 
-# Private ports of the embedded services; the Swift defaults (TernCommand/Environment.swift) match.
+# Private ports of the embedded services; `tern` reads the same variables (TernCommand/Environment.swift).
 TERN_REDIS_PORT="${TERN_REDIS_PORT:-7379}"
 TERN_PG_PORT="${TERN_PG_PORT:-7432}"
 TERN_LLM_PORT="${TERN_LLM_PORT:-7081}"

@@ -8,20 +8,24 @@ import TernQueue
 import TernRedis
 import TernStore
 
-/// Configuration read from `TERN_*` environment variables. The defaults match the private
-/// ports the embedded services of `tern up` listen on (see scripts/lib.sh).
+/// Configuration read from `TERN_*` environment variables. Without URLs, the services are the
+/// embedded ones of `tern up`, on the private ports of scripts/lib.sh (`TERN_REDIS_PORT`,
+/// `TERN_PG_PORT`, `TERN_LLM_PORT` change them for both).
 struct Environment {
-    static let defaults: [String: String] = [
-        "TERN_REDIS_URL": "redis://127.0.0.1:7379",
-        "TERN_DATABASE_URL": "postgres://postgres@127.0.0.1:7432/tern",
-        "TERN_LLM_BASE_URL": "http://127.0.0.1:7081/v1",
-    ]
-
     let values: [String: String]
 
     init(_ values: [String: String] = ProcessInfo.processInfo.environment) { self.values = values }
 
-    subscript(key: String) -> String? { values[key].flatMap { $0.isEmpty ? nil : $0 } ?? Self.defaults[key] }
+    /// The URLs of the embedded services.
+    var defaults: [String: String] {
+        [
+            "TERN_REDIS_URL": "redis://127.0.0.1:\(values["TERN_REDIS_PORT"] ?? "7379")",
+            "TERN_DATABASE_URL": "postgres://postgres@127.0.0.1:\(values["TERN_PG_PORT"] ?? "7432")/tern",
+            "TERN_LLM_BASE_URL": "http://127.0.0.1:\(values["TERN_LLM_PORT"] ?? "7081")/v1",
+        ]
+    }
+
+    subscript(key: String) -> String? { values[key].flatMap { $0.isEmpty ? nil : $0 } ?? defaults[key] }
 
     func int(_ key: String, default value: Int) throws -> Int {
         guard let text = values[key], !text.isEmpty else { return value }

@@ -19,6 +19,7 @@ final class Supervisor: Sendable {
     init(logger: Logger) { self.logger = logger }
 
     func start(_ name: String, executable: String, arguments: [String], environment: [String: String]) throws {
+        guard !stopping.withLockedValue({ $0 }) else { return }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -26,7 +27,7 @@ final class Supervisor: Sendable {
         process.terminationHandler = { [weak self] process in
             guard let self, !self.stopping.withLockedValue({ $0 }) else { return }
             self.logger.error("child exited; restarting", metadata: ["child": "\(name)", "status": "\(process.terminationStatus)"])
-            Thread.sleep(forTimeInterval: 1)
+            Thread.sleep(forTimeInterval: 1)  // a child that dies at once must not spin; start() re-checks `stopping`
             try? self.start(name, executable: executable, arguments: arguments, environment: environment)
         }
         try process.run()

@@ -23,7 +23,7 @@ struct Up: AsyncParsableCommand {
         let embedded = [("redis", "TERN_REDIS_URL"), ("postgres", "TERN_DATABASE_URL"), ("llm", "TERN_LLM_BASE_URL")]
             .filter { environment.values[$0.1]?.isEmpty ?? true }.map(\.0)
         var childEnvironment = ProcessInfo.processInfo.environment
-        for (key, value) in Environment.defaults where childEnvironment[key]?.isEmpty ?? true { childEnvironment[key] = value }
+        for (key, value) in environment.defaults where childEnvironment[key]?.isEmpty ?? true { childEnvironment[key] = value }
 
         let supervisor = Supervisor(logger: logger)
         do {

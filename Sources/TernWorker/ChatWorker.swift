@@ -107,6 +107,7 @@ public struct ChatWorker: Service {
             try await store.completeChatJob(job.id.uuid, answer: streamedSoFar, model: chat.model, usage: usage)
             return
         }
+        if earlier.contains(where: \.isFailure) { return }  // already reported to the client
         try await store.startJob(job.id.uuid, attempt: job.attempt)
         try await events.append(job.id, ChatEvent.started(attempt: job.attempt).fields)
 
@@ -121,16 +122,18 @@ public struct ChatWorker: Service {
                 switch part {
                 case .text(let text):
                     completionPieces += 1
-                    let before = answer.count
+                    let before = answer.utf8.count
+                    let seen = streamedSoFar.utf8.count
                     answer += text
-                    if answer.count <= streamedSoFar.count {
-                        guard streamedSoFar.hasPrefix(answer) else { throw Diverged() }
+                    if answer.utf8.count <= seen {
+                        guard streamedSoFar.utf8.starts(with: answer.utf8) else { throw Diverged() }
                         continue
                     }
-                    if before < streamedSoFar.count {
-                        guard answer.hasPrefix(streamedSoFar) else { throw Diverged() }
+                    if before < seen {
+                        guard answer.utf8.starts(with: streamedSoFar.utf8) else { throw Diverged() }
                     }
-                    let newText = String(answer.dropFirst(max(before, streamedSoFar.count)))
+                    // `answer` starts with `streamedSoFar`, so this cut is on a character boundary.
+                    let newText = String(decoding: answer.utf8.dropFirst(max(before, seen)), as: UTF8.self)
                     try await events.append(job.id, ChatEvent.token(newText).fields)
                 case .finished(let reason, let prompt, let completion):
                     finish = (reason, prompt ?? 0, completion ?? completionPieces)
@@ -160,6 +163,11 @@ struct LeaseLost: Error {}
 struct Diverged: Error {}
 
 extension ChatEvent {
+    var isFailure: Bool {
+        if case .failed = self { return true }
+        return false
+    }
+
     var usage: TokenUsage? {
         if case .done(_, let prompt, let completion) = self { return TokenUsage(promptTokens: prompt, completionTokens: completion) }
         return nil

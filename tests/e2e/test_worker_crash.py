@@ -1,0 +1,77 @@
+"""A worker killed with SIGKILL while it holds a job: another worker finishes the job, and the
+client's stream ends with the whole answer, nothing missing and nothing repeated."""
+import json
+import os
+import signal
+import subprocess
+import uuid
+
+import requests
+
+from conftest import STATE, TERN, psql, wait_until
+
+MOCK_PORT = 17091
+API_PORT = 18081
+TOKENS = 40
+
+
+def start(arguments, env, name):
+    log = open(STATE / "logs" / f"crash-{name}.log", "w")
+    return subprocess.Popen([TERN, *arguments], env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def test_job_of_a_killed_worker_completes_on_another(stack):
+    env = dict(os.environ)
+    env.update({
+        # Same Redis and Postgres as the stack, its own queue, the mock model, a short lease.
+        "TERN_QUEUE": f"crash-{uuid.uuid4().hex[:8]}",
+        "TERN_LLM_BASE_URL": f"http://127.0.0.1:{MOCK_PORT}/v1",
+        "TERN_LLM_MODEL": "mock",
+        "TERN_PORT": str(API_PORT),
+        "TERN_JOB_LEASE_SECONDS": "2",
+    })
+    processes = [start(["mock-llm", "--port", str(MOCK_PORT), "--tokens", str(TOKENS), "--delay-ms", "100"], env, "mock"),
+                 start(["api"], env, "api")]
+    first_worker = start(["worker", "--concurrency", "1"], env, "worker-a")
+    processes.append(first_worker)
+    try:
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{API_PORT}/healthz", timeout=5).ok, message="crash-test API")
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{MOCK_PORT}/health", timeout=5).ok, message="mock upstream")
+        response = requests.post(
+            f"http://127.0.0.1:{API_PORT}/v1/chat/completions", stream=True, timeout=120,
+            headers={"Authorization": f"Bearer {stack.key}"},
+            json={"model": "smollm2-135m", "stream": True, "messages": [{"role": "user", "content": "count"}]})
+        assert response.status_code == 200
+        job_id = str(uuid.UUID(response.headers["X-Tern-Job-Id"]))
+        pieces, second_worker = [], None
+        for line in response.iter_lines(decode_unicode=True):
+            if not line.startswith("data: "):
+                continue
+            data = line[len("data: "):]
+            if data == "[DONE]":
+                break
+            chunk = json.loads(data)
+            assert "error" not in chunk, chunk
+            content = chunk["choices"][0]["delta"].get("content") if chunk["choices"] else None
+            if content:
+                pieces.append(content)
+            if len(pieces) == 5 and second_worker is None:
+                first_worker.send_signal(signal.SIGKILL)
+                first_worker.wait(timeout=30)
+                second_worker = start(["worker", "--concurrency", "1"], env, "worker-b")
+                processes.append(second_worker)
+        assert second_worker is not None, "the worker was never killed mid-job"
+        expected = "Mock answer" + "".join(f" token {i}" for i in range(1, TOKENS))
+        assert "".join(pieces) == expected
+        status, attempts = psql(f"SELECT status, attempts FROM jobs WHERE id = '{job_id}'")[0]
+        assert status == "completed"
+        assert int(attempts) == 2
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
