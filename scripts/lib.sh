@@ -37,3 +37,12 @@ wait_for() {
     sleep 0.2
   done
 }
+
+# Whether a process runs (a zombie has exited: where PID 1 does not reap, it lingers).
+pid_alive() {
+  local state
+  state="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)"
+  [ -n "$state" ] && [ "$state" != "Z" ]
+}
+
+not() { ! "$@"; }

@@ -73,22 +73,36 @@ public struct OpenAIProvider: Sendable {
         var parser = ServerSentEventsParser()
         var finishReason: String?
         var usage: UpstreamChunk.Usage?
-        func finish() { yield(.finished(reason: finishReason ?? "stop", promptTokens: usage?.prompt_tokens, completionTokens: usage?.completion_tokens)) }
-        for try await chunk in response.body {
-            for event in try parser.feed(chunk.readableBytesView) {
-                if event.data == "[DONE]" { return finish() }
-                guard let decoded = try? JSONDecoder().decode(UpstreamChunk.self, from: Data(event.data.utf8)) else {
-                    throw ProviderError(.malformedResponse, "upstream sent an event that is not a completion chunk")
+        var sawDone = false
+        do {
+            reading: for try await chunk in response.body {
+                for event in try parser.feed(chunk.readableBytesView) {
+                    if event.data == "[DONE]" {
+                        sawDone = true
+                        break reading
+                    }
+                    guard let decoded = try? JSONDecoder().decode(UpstreamChunk.self, from: Data(event.data.utf8)) else {
+                        throw ProviderError(.malformedResponse, "upstream sent an event that is not a completion chunk")
+                    }
+                    if let error = decoded.error { throw ProviderError(.upstreamError, error.message ?? "upstream error") }
+                    if let text = decoded.choices?.first?.delta?.content, !text.isEmpty { yield(.text(text)) }
+                    if let reason = decoded.choices?.first?.finish_reason { finishReason = reason }
+                    if let reported = decoded.usage { usage = reported }
                 }
-                if let error = decoded.error { throw ProviderError(.upstreamError, error.message ?? "upstream error") }
-                if let text = decoded.choices?.first?.delta?.content, !text.isEmpty { yield(.text(text)) }
-                if let reason = decoded.choices?.first?.finish_reason { finishReason = reason }
-                if let reported = decoded.usage { usage = reported }
             }
+        } catch let error as ProviderError {
+            throw error
+        } catch let error as ServerSentEventsError {
+            throw ProviderError(.malformedResponse, "\(error)")
+        } catch {
+            if Task.isCancelled { throw CancellationError() }
+            throw ProviderError(.truncated, "upstream stream broke: \(error)")
         }
         // Some upstreams end the body without "[DONE]" after the final chunk.
-        if finishReason != nil { return finish() }
-        throw ProviderError(.truncated, "upstream closed the stream before it finished")
+        guard sawDone || finishReason != nil else {
+            throw ProviderError(.truncated, "upstream closed the stream before it finished")
+        }
+        yield(.finished(reason: finishReason ?? "stop", promptTokens: usage?.prompt_tokens, completionTokens: usage?.completion_tokens))
     }
 }
 
@@ -140,10 +154,22 @@ public struct ProviderError: Error, CustomStringConvertible {
         case truncated
     }
     public let code: Code
+    /// Details for logs; may quote the upstream's answer, so it is not shown to clients.
     public let message: String
     init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
     }
     public var description: String { message }
+
+    /// What a client may be told.
+    public var publicMessage: String {
+        switch code {
+        case .unreachable: "The model server could not be reached."
+        case .upstreamStatus(let status): "The model server answered with HTTP status \(status)."
+        case .upstreamError: "The model server reported an error."
+        case .malformedResponse: "The model server sent an answer Tern could not read."
+        case .truncated: "The model server stopped in the middle of the answer."
+        }
+    }
 }

@@ -54,30 +54,43 @@ extension API {
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"
         headers[.init("X-Accel-Buffering")!] = "no"
+        let deadline = ContinuousClock.now + configuration.answerTimeout
         return Response(status: .ok, headers: headers, body: .init { writer in
             try await writer.write(format.sse(format.chunk(delta: ["role": "assistant", "content": ""])))
-            try await follow(job) { event in
-                switch event {
-                case .started: return true
-                case .token(let text):
-                    try await writer.write(format.sse(format.chunk(delta: ["content": text])))
-                    return true
-                case .done(let reason, let prompt, let completion):
-                    try await writer.write(format.sse(format.chunk(delta: [:], finishReason: reason)))
-                    if includeUsage { try await writer.write(format.sse(format.usageChunk(prompt: prompt, completion: completion))) }
-                    try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
-                    return false
-                case .failed(let code, let message):
-                    let error = APIError(.badGateway, type: "server_error", code: code, message: message)
-                    try await writer.write(format.sse(error.body))
-                    return false
+            do {
+                try await follow(job) { event in
+                    switch event {
+                    case .started: return true
+                    case .token(let text):
+                        try await writer.write(format.sse(format.chunk(delta: ["content": text])))
+                        return true
+                    case .done(let reason, let prompt, let completion):
+                        try await writer.write(format.sse(format.chunk(delta: [:], finishReason: reason)))
+                        if includeUsage { try await writer.write(format.sse(format.usageChunk(prompt: prompt, completion: completion))) }
+                        try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                        return false
+                    case .failed(let code, let message):
+                        let error = APIError(.badGateway, type: "server_error", code: code, message: message)
+                        try await writer.write(format.sse(error.body))
+                        return false
+                    }
+                } onIdle: {
+                    guard ContinuousClock.now < deadline else {
+                        // The job is still queued or stalled: end the stream instead of waiting forever.
+                        // The job itself goes on; its events remain readable.
+                        let error = APIError(.gatewayTimeout, type: "server_error", code: "timeout", message: "No answer within \(configuration.answerTimeout).")
+                        try await writer.write(format.sse(error.body))
+                        throw StreamTimedOut()
+                    }
+                    try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
                 }
-            } onIdle: {
-                try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
-            }
+            } catch is StreamTimedOut {}
             try await writer.finish(nil)
         })
     }
+
+    /// Ends a stream whose job gave no answer in time.
+    struct StreamTimedOut: Error {}
 
     private func answerResponse(job: JobID, format: CompletionFormat, headers: HTTPFields) async throws -> Response {
         var answer = ""

@@ -20,7 +20,7 @@ struct Environment {
     var defaults: [String: String] {
         [
             "TERN_REDIS_URL": "redis://127.0.0.1:\(values["TERN_REDIS_PORT"] ?? "7379")",
-            "TERN_DATABASE_URL": "postgres://postgres@127.0.0.1:\(values["TERN_PG_PORT"] ?? "7432")/tern",
+            "TERN_DATABASE_URL": "postgres://postgres@127.0.0.1:\(values["TERN_PG_PORT"] ?? "7432")/tern?sslmode=disable",
             "TERN_LLM_BASE_URL": "http://127.0.0.1:\(values["TERN_LLM_PORT"] ?? "7081")/v1",
         ]
     }

@@ -6,39 +6,43 @@ import NIOConcurrencyHelpers
 /// Child processes of `tern up`: restarted if they die, stopped with SIGTERM (then SIGKILL after a
 /// grace period) on shutdown.
 final class Supervisor: Sendable {
-    private struct Child {
-        let process: Process
-        let executable: String
-        let arguments: [String]
-        let environment: [String: String]
+    private struct State {
+        var children: [String: Process] = [:]
+        var stopping = false
     }
-    private let children = NIOLockedValueBox([String: Child]())
-    private let stopping = NIOLockedValueBox(false)
+    private let state = NIOLockedValueBox(State())
     let logger: Logger
 
     init(logger: Logger) { self.logger = logger }
 
+    /// Starts a child; does nothing once `stopAll` has begun. Starting and registering happen
+    /// under one lock, so `stopAll` either sees the child or prevents it.
     func start(_ name: String, executable: String, arguments: [String], environment: [String: String]) throws {
-        guard !stopping.withLockedValue({ $0 }) else { return }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.environment = environment
         process.terminationHandler = { [weak self] process in
-            guard let self, !self.stopping.withLockedValue({ $0 }) else { return }
+            guard let self, !self.state.withLockedValue({ $0.stopping }) else { return }
             self.logger.error("child exited; restarting", metadata: ["child": "\(name)", "status": "\(process.terminationStatus)"])
-            Thread.sleep(forTimeInterval: 1)  // a child that dies at once must not spin; start() re-checks `stopping`
+            Thread.sleep(forTimeInterval: 1)  // a child that dies at once must not spin
             try? self.start(name, executable: executable, arguments: arguments, environment: environment)
         }
-        try process.run()
-        children.withLockedValue { $0[name] = Child(process: process, executable: executable, arguments: arguments, environment: environment) }
-        logger.info("started", metadata: ["child": "\(name)", "pid": "\(process.processIdentifier)"])
+        let started = try state.withLockedValue { state -> Bool in
+            guard !state.stopping else { return false }
+            try process.runWithDefaultSignalMask()
+            state.children[name] = process
+            return true
+        }
+        if started { logger.info("started", metadata: ["child": "\(name)", "pid": "\(process.processIdentifier)"]) }
     }
 
     /// Sends SIGTERM to every child and waits up to `grace` for them; SIGKILL for stragglers.
     func stopAll(grace: Duration = .seconds(20)) async {
-        stopping.withLockedValue { $0 = true }
-        let processes = children.withLockedValue { Array($0.values.map(\.process)) }
+        let processes = state.withLockedValue { state in
+            state.stopping = true
+            return Array(state.children.values)
+        }
         for process in processes where process.isRunning { process.terminate() }
         let deadline = ContinuousClock.now + grace
         while processes.contains(where: \.isRunning), ContinuousClock.now < deadline {
@@ -53,6 +57,8 @@ final class Supervisor: Sendable {
 }
 
 /// Waits for one of a set of signals (their default action is disabled while it lives).
+/// The disposition is a no-op handler, not SIG_IGN: an ignored signal stays ignored in every
+/// program this process starts, and a server that ignores SIGTERM cannot be stopped.
 final class SignalWaiter {
     private let sources: [any DispatchSourceSignal]
     private let stream: AsyncStream<Int32>
@@ -61,7 +67,7 @@ final class SignalWaiter {
         let (stream, continuation) = AsyncStream.makeStream(of: Int32.self)
         self.stream = stream
         sources = signals.map { number in
-            signal(number, SIG_IGN)
+            signal(number, { _ in })
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler { continuation.yield(number) }
             source.resume()

@@ -19,9 +19,11 @@ struct Up: AsyncParsableCommand {
         let services = ServiceScript(script: root.appendingPathComponent("scripts/services"), logger: logger)
         let signals = SignalWaiter([SIGINT, SIGTERM])
 
-        // A service runs embedded unless its URL is configured.
+        // A service runs embedded unless its URL is configured; one that already runs (another
+        // tern up, or started by hand) is used and left running at exit.
         let embedded = [("redis", "TERN_REDIS_URL"), ("postgres", "TERN_DATABASE_URL"), ("llm", "TERN_LLM_BASE_URL")]
             .filter { environment.values[$0.1]?.isEmpty ?? true }.map(\.0)
+            .filter { !services.isRunning($0) }
         var childEnvironment = ProcessInfo.processInfo.environment
         for (key, value) in environment.defaults where childEnvironment[key]?.isEmpty ?? true { childEnvironment[key] = value }
 
@@ -32,7 +34,8 @@ struct Up: AsyncParsableCommand {
                 try await store.migrate()
                 return try await Self.developmentKey(store: store, file: state.appendingPathComponent("dev-api-key"))
             }
-            let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+            // The running binary itself, however it was invoked (a bare name found on PATH too).
+            let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
             try supervisor.start("api", executable: executable, arguments: ["api"], environment: childEnvironment)
             for index in 1...max(1, workers) {
                 try supervisor.start("worker-\(index)", executable: executable, arguments: ["worker"], environment: childEnvironment)
@@ -82,13 +85,23 @@ struct ServiceScript {
     let logger: Logger
 
     func run(_ action: String, _ services: [String]) throws {
+        guard try exitStatus([action] + services) == 0 else {
+            throw ValidationError("scripts/services \(action) \(services.joined(separator: " ")) failed")
+        }
+    }
+
+    /// Whether the embedded service answers already.
+    func isRunning(_ service: String) -> Bool {
+        (try? exitStatus(["status", service], quiet: true)) == 0
+    }
+
+    private func exitStatus(_ arguments: [String], quiet: Bool = false) throws -> Int32 {
         let process = Process()
         process.executableURL = script
-        process.arguments = [action] + services
-        try process.run()
+        process.arguments = arguments
+        if quiet { process.standardOutput = FileHandle.nullDevice }
+        try process.runWithDefaultSignalMask()
         process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw ValidationError("scripts/services \(action) \(services.joined(separator: " ")) failed (exit \(process.terminationStatus))")
-        }
+        return process.terminationStatus
     }
 }

@@ -90,7 +90,7 @@ public struct JobQueue: Sendable {
         guard let stream = reply.array?.first?.array, stream.count == 2,
               let entry = stream[1].array?.first?.array
         else { return nil }
-        return try job(from: entry, attempt: 1)
+        return try await job(from: entry, attempt: 1)
     }
 
     /// Renews the lease on a job. Returns `false` if the job is no longer this worker's (its lease
@@ -112,23 +112,39 @@ public struct JobQueue: Sendable {
         Int(try await client.send("XLEN", streamKey).int ?? 0)
     }
 
+    /// Takes over one job whose lease expired. XAUTOCLAIM looks at ten pending entries per call,
+    /// so it follows the cursor (bounded) until it finds one or has seen the whole pending list.
     private func claimExpired(consumer: String) async throws -> ClaimedJob? {
-        let reply = try await client.send("XAUTOCLAIM", streamKey, Self.group, consumer, leaseMilliseconds, "0-0", "COUNT", 1)
-        // [next-cursor, [[id, [fields]]], [deleted ids]]
-        guard let entry = reply.array?.dropFirst().first?.array?.first?.array else { return nil }
-        guard let entryID = entry.first?.string else { return nil }
-        let pending = try await client.send("XPENDING", streamKey, Self.group, entryID, entryID, 1)
-        let deliveries = pending.array?.first?.array?.dropFirst(3).first?.int ?? 2
-        return try job(from: entry, attempt: Int(deliveries))
+        var cursor = "0-0"
+        for _ in 0..<Self.maximumRecoveryCalls {
+            let reply = try await client.send("XAUTOCLAIM", streamKey, Self.group, consumer, leaseMilliseconds, cursor, "COUNT", 1)
+            // [next-cursor, [[id, [fields]]], [deleted ids]]
+            guard let parts = reply.array, parts.count >= 2 else { return nil }
+            if let entry = parts[1].array?.first?.array, let entryID = entry.first?.string {
+                let pending = try await client.send("XPENDING", streamKey, Self.group, entryID, entryID, 1)
+                let deliveries = pending.array?.first?.array?.dropFirst(3).first?.int ?? 2
+                return try await job(from: entry, attempt: Int(deliveries))
+            }
+            cursor = parts[0].string ?? "0-0"
+            if cursor == "0-0" { return nil }
+        }
+        return nil
     }
 
-    private func job(from entry: [RESPValue], attempt: Int) throws -> ClaimedJob {
+    /// Most XAUTOCLAIM calls in one claim: up to 1,000 pending jobs looked at.
+    static let maximumRecoveryCalls = 100
+
+    /// Reads a claimed entry. An entry that is not a job (written by something else, or corrupt)
+    /// can never succeed: it is acknowledged and deleted, and the claim reports no job.
+    private func job(from entry: [RESPValue], attempt: Int) async throws -> ClaimedJob? {
         guard entry.count == 2, let entryID = entry[0].string else {
             throw RedisError(.unexpectedReply, "stream entry has an unexpected shape")
         }
         let fields = entry[1].fieldDictionary
         guard let idText = fields["id"], let id = JobID(idText), let type = fields["type"], let payload = fields["payload"] else {
-            throw RedisError(.unexpectedReply, "job entry \(entryID) lacks id, type or payload")
+            client.logger.error("discarding a queue entry that is not a job", metadata: ["queue": "\(name)", "entry": "\(entryID)"])
+            _ = try await client.pipeline([RESPCommand("XACK", streamKey, Self.group, entryID), RESPCommand("XDEL", streamKey, entryID)])
+            return nil
         }
         return ClaimedJob(id: id, type: type, payload: payload, attempt: attempt, entryID: entryID)
     }

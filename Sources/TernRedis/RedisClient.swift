@@ -9,7 +9,8 @@ import NIOPosix
 /// it fail with `RedisError.connectionClosed`, commands not yet sent are never lost.
 public final class RedisClient: Sendable {
     public let configuration: RedisConfiguration
-    let logger: Logger
+    /// The client's logger, for components built on it.
+    public let logger: Logger
     /// Idle dedicated connections kept for reuse.
     let maximumIdleDedicated: Int
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOSSL
 import PostgresNIO
 
 /// Tern's PostgreSQL database: migrations and the repositories of every layer.
@@ -13,20 +14,29 @@ public struct Store: Sendable {
         self.logger = logger
     }
 
-    /// Builds the client configuration from a `postgres://user[:password]@host[:port]/database` URL.
+    /// Builds the client configuration from a `postgres://user[:password]@host[:port]/database`
+    /// URL. `?sslmode=disable` turns TLS off, `require` (or `verify-full`) insists on it; without
+    /// it TLS is used when the server offers it, as libpq's default `prefer` does.
     public static func configuration(url: String) throws -> PostgresClient.Configuration {
         guard let components = URLComponents(string: url),
               components.scheme == "postgres" || components.scheme == "postgresql",
               let host = components.host, !host.isEmpty
         else { throw StoreError(.invalidConfiguration, "database URL must look like postgres://user@host:port/database") }
         let database = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+        let tls: PostgresClient.Configuration.TLS
+        switch components.queryItems?.first(where: { $0.name == "sslmode" })?.value ?? "prefer" {
+        case "disable": tls = .disable
+        case "allow", "prefer": tls = .prefer(try TLSConfiguration.makeClientConfiguration())
+        case "require", "verify-ca", "verify-full": tls = .require(try TLSConfiguration.makeClientConfiguration())
+        default: throw StoreError(.invalidConfiguration, "sslmode must be disable, prefer, require, verify-ca or verify-full")
+        }
         var configuration = PostgresClient.Configuration(
             host: host,
             port: components.port ?? 5432,
             username: components.user ?? "postgres",
             password: components.password,
             database: database.isEmpty ? nil : database,
-            tls: .disable
+            tls: tls
         )
         configuration.options.maximumConnections = 20
         return configuration
@@ -36,11 +46,14 @@ public struct Store: Sendable {
     /// lock so concurrent starters do not race. Returns the versions applied now.
     @discardableResult
     public func migrate() async throws -> [Int] {
-        try await client.query("CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())", logger: logger)
         var applied: [Int] = []
         for migration in Migrations.all {
             let didApply = try await client.withTransaction(logger: logger) { connection -> Bool in
                 try await connection.query("SELECT pg_advisory_xact_lock(7305960)", logger: logger)
+                try await connection.query("""
+                    CREATE TABLE IF NOT EXISTS schema_migrations (
+                        version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())
+                    """, logger: logger)
                 let rows = try await connection.query("SELECT 1 FROM schema_migrations WHERE version = \(migration.version)", logger: logger)
                 for try await _ in rows { return false }
                 for statement in migration.statements {

@@ -10,13 +10,13 @@ public enum TestServices {
     static var environment: [String: String] { ProcessInfo.processInfo.environment }
 
     public static var redisURL: String { environment["TERN_TEST_REDIS_URL"] ?? "redis://127.0.0.1:17379" }
-    public static var databaseURL: String { environment["TERN_TEST_DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:17432/tern" }
+    public static var databaseURL: String { environment["TERN_TEST_DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:17432/tern?sslmode=disable" }
     /// The mock model server (`tern mock-llm`), with `/v1`.
     public static var llmURL: String { environment["TERN_TEST_LLM_URL"] ?? "http://127.0.0.1:17090/v1" }
 
     public static let logger: Logger = {
         var logger = Logger(label: "tern.test")
-        logger.logLevel = .warning
+        logger.logLevel = .error
         return logger
     }()
 

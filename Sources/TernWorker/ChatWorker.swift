@@ -17,6 +17,9 @@ public struct ChatWorker: Service {
         public var concurrency: Int = 4
         /// How long one claim call waits on the server before checking for shutdown.
         public var claimBlock: Duration = .seconds(2)
+        /// Deliveries of one job before it is failed (a job whose worker keeps dying, or that
+        /// keeps failing for a reason that is not the model's, must not run forever).
+        public var maximumAttempts: Int = 3
         public init() {}
     }
 
@@ -108,6 +111,10 @@ public struct ChatWorker: Service {
             return
         }
         if earlier.contains(where: \.isFailure) { return }  // already reported to the client
+        guard job.attempt <= configuration.maximumAttempts else {
+            try await fail(job, code: "retries_exhausted", message: "the job failed \(configuration.maximumAttempts) times and was given up", logger: logger)
+            return
+        }
         try await store.startJob(job.id.uuid, attempt: job.attempt)
         try await events.append(job.id, ChatEvent.started(attempt: job.attempt).fields)
 
@@ -143,12 +150,15 @@ public struct ChatWorker: Service {
             try await fail(job, code: "interrupted", message: "the model was interrupted mid-answer and could not resume it", logger: logger)
             return
         } catch let error as ProviderError {
-            try await fail(job, code: "upstream_error", message: "the model server failed: \(error.message.prefix(200))", logger: logger)
+            logger.warning("model call failed", metadata: ["error": "\(error.message)"])
+            try await fail(job, code: "upstream_error", message: error.publicMessage, logger: logger)
             return
         }
+        // The event first: if the worker dies before storing, the next attempt finds `done` and
+        // stores what was streamed, rather than generating (and perhaps diverging) again.
         let usage = TokenUsage(promptTokens: finish.promptTokens, completionTokens: finish.completionTokens)
-        try await store.completeChatJob(job.id.uuid, answer: answer, model: chat.model, usage: usage)
         try await events.append(job.id, ChatEvent.done(finishReason: finish.reason, promptTokens: usage.promptTokens, completionTokens: usage.completionTokens).fields)
+        try await store.completeChatJob(job.id.uuid, answer: answer, model: chat.model, usage: usage)
         logger.info("chat job completed", metadata: ["completion_tokens": "\(usage.completionTokens)"])
     }
 

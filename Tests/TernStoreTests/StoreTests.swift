@@ -54,5 +54,6 @@ import TernTestSupport
     @Test func rejectsMalformedDatabaseURLs() {
         #expect(throws: StoreError.self) { try Store.configuration(url: "mysql://x/y") }
         #expect(throws: StoreError.self) { try Store.configuration(url: "postgres:///nohost") }
+        #expect(throws: StoreError.self) { try Store.configuration(url: "postgres://h/db?sslmode=sometimes") }
     }
 }

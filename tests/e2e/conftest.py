@@ -68,6 +68,10 @@ def stack():
     wait_until(ready, timeout=600, interval=0.5, message="tern up to become healthy")
     stack = Stack(process, key_file.read_text().strip())
     yield stack
-    if process.poll() is None:  # the shutdown test did not run: stop it anyway
+    if process.poll() is None:  # the shutdown test did not run or failed: stop it anyway
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=120)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

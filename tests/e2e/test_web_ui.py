@@ -30,8 +30,20 @@ def send(browser, text):
     return time.monotonic()
 
 
+# Records every length the answer bubble's text passes through, inside the page, so the check
+# does not depend on how often the test polls.
+RECORD_LENGTHS = """
+window.answerLengths = [];
+new MutationObserver(() => {
+  const bubble = document.querySelector('.message.assistant');
+  if (bubble) window.answerLengths.push(bubble.textContent.length);
+}).observe(document.getElementById('messages'), {subtree: true, childList: true, characterData: true});
+"""
+
+
 def test_message_shows_at_once_and_answer_streams_in(stack, browser):
     browser.get(f"{stack.base_url}/#key={stack.key}")
+    browser.execute_script(RECORD_LENGTHS)
     prompt = "Write two sentences about the sea."
     sent_at = send(browser, prompt)
 
@@ -42,16 +54,14 @@ def test_message_shows_at_once_and_answer_streams_in(stack, browser):
     assistant = browser.find_element(By.CSS_SELECTOR, ".message.assistant")
     shown_after = time.monotonic() - sent_at
 
-    # The answer grows over time: sample its length until it is done.
-    lengths = []
-    deadline = time.monotonic() + 300
-    while assistant.get_attribute("data-state") is None and time.monotonic() < deadline:
-        lengths.append(len(assistant.text))
-        time.sleep(0.03)
+    # The answer grows over time, piece by piece, until it is done.
+    WebDriverWait(browser, 300).until(lambda d: assistant.get_attribute("data-state") is not None)
     assert assistant.get_attribute("data-state") == "done", assistant.text
     final = assistant.text
+    lengths = browser.execute_script("return window.answerLengths")
     growth = sorted(set(n for n in lengths if 0 < n < len(final)))
-    assert len(growth) >= 2, f"expected the answer to appear in steps, saw lengths {lengths[-20:]}"
+    assert len(growth) >= 3, f"expected the answer to appear in steps, saw lengths {lengths[-20:]}"
+    assert lengths == sorted(lengths), "the answer only ever grows"
     assert final.strip()
     print(f"user message shown {shown_after * 1000:.0f} ms after Enter; answer seen at {len(growth)} partial lengths")
     (STATE / "screenshots").mkdir(parents=True, exist_ok=True)

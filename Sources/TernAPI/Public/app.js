@@ -41,20 +41,24 @@ function addMessage(role, text) {
   return item;
 }
 
-// Parses a Server-Sent Events body, calling onData with each event's data.
+// Parses a Server-Sent Events body, calling onData with each event's data, until onData
+// returns false. A body that ends before that was cut off.
 async function readEvents(response, onData) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {
     const { value, done } = await reader.read();
-    if (done) return;
+    if (done) throw new Error("The connection closed before the answer was complete.");
     buffer += value.replace(/\r\n?/g, "\n");
     let end;
     while ((end = buffer.indexOf("\n\n")) >= 0) {
       const block = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
       const data = block.split("\n").filter((line) => line.startsWith("data:")).map((line) => line.slice(5).trimStart()).join("\n");
-      if (data && onData(data) === false) return;
+      if (data && onData(data) === false) {
+        reader.cancel();
+        return;
+      }
     }
   }
 }
