@@ -5,7 +5,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from conftest import MODEL, psql
+from conftest import MODEL, psql, wait_until
 
 
 def client(stack, key=None):
@@ -13,10 +13,11 @@ def client(stack, key=None):
 
 
 def assert_stored(job_id, answer):
-    """The job ran once through a worker, and its answer is in PostgreSQL."""
+    """The job ran once through a worker, and its answer is in PostgreSQL. The worker stores it
+    just after the stream's last event, so this waits for it."""
     job_id = str(uuid.UUID(job_id))
-    rows = psql(f"SELECT j.status, j.attempts, m.content FROM jobs j JOIN messages m ON m.job_id = j.id "
-                f"WHERE j.id = '{job_id}' AND m.role = 'assistant'")
+    rows = wait_until(lambda: psql(f"SELECT j.status, j.attempts, m.content FROM jobs j JOIN messages m ON m.job_id = j.id "
+                                   f"WHERE j.id = '{job_id}' AND m.role = 'assistant'"), timeout=60, message="the stored answer")
     assert len(rows) == 1
     status, attempts, content = rows[0]
     assert status == "completed" and attempts == "1"

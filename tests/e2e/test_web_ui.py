@@ -76,3 +76,6 @@ def test_markup_in_a_message_is_shown_as_text(stack, browser):
     assert user.text == hostile
     assert user.find_elements(By.CSS_SELECTOR, "img, b, script") == []
     assert browser.execute_script("return window.pwned === undefined")
+    # Let the answer finish, so no job is left running when the suite stops the stack.
+    WebDriverWait(browser, 300).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, ".message.assistant").get_attribute("data-state") is not None)
