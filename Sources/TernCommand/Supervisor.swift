@@ -23,9 +23,11 @@ final class Supervisor: Sendable {
         process.arguments = arguments
         process.environment = environment
         process.terminationHandler = { [weak self] process in
+            // Wait a moment first: a Ctrl-C reaches the children and tern up together, and a
+            // child that dies at once must not be restarted in a tight loop.
+            Thread.sleep(forTimeInterval: 1)
             guard let self, !self.state.withLockedValue({ $0.stopping }) else { return }
             self.logger.error("child exited; restarting", metadata: ["child": "\(name)", "status": "\(process.terminationStatus)"])
-            Thread.sleep(forTimeInterval: 1)  // a child that dies at once must not spin
             try? self.start(name, executable: executable, arguments: arguments, environment: environment)
         }
         let started = try state.withLockedValue { state -> Bool in

@@ -26,8 +26,8 @@ public struct Store: Sendable {
         let tls: PostgresClient.Configuration.TLS
         switch components.queryItems?.first(where: { $0.name == "sslmode" })?.value ?? "prefer" {
         case "disable": tls = .disable
-        case "allow", "prefer": tls = .prefer(try TLSConfiguration.makeClientConfiguration())
-        case "require", "verify-ca", "verify-full": tls = .require(try TLSConfiguration.makeClientConfiguration())
+        case "allow", "prefer": tls = .prefer(TLSConfiguration.makeClientConfiguration())
+        case "require", "verify-ca", "verify-full": tls = .require(TLSConfiguration.makeClientConfiguration())
         default: throw StoreError(.invalidConfiguration, "sslmode must be disable, prefer, require, verify-ca or verify-full")
         }
         var configuration = PostgresClient.Configuration(
