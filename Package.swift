@@ -95,6 +95,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // libFuzzer target for the RESP decoder (scripts/fuzz builds it with -sanitize=fuzzer).
+        .executableTarget(
+            name: "RESPFuzz",
+            dependencies: ["TernRedis", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings + [.unsafeFlags(["-parse-as-library"])]
+        ),
         // Helpers the test targets share: the real test services and waiting on conditions.
         .target(
             name: "TernTestSupport",

@@ -44,8 +44,7 @@ public struct JobEvents: Sendable {
     public func read(_ job: JobID, after lastID: String, blockMilliseconds: Int, count: Int = 256, on connection: RedisConnection) async throws -> [JobEvent] {
         let reply = try await connection.send(RESPCommand(
             "XREAD", "COUNT", count, "BLOCK", blockMilliseconds, "STREAMS", key(job), lastID))
-        guard let entries = reply.array?.first?.array?.last?.array else { return [] }
-        return entries.compactMap(Self.event(from:))
+        return reply.firstStreamEntries.compactMap(Self.event(from:))
     }
 }
 

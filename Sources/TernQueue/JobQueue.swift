@@ -86,10 +86,7 @@ public struct JobQueue: Sendable {
                 "XREADGROUP", "GROUP", Self.group, consumer, "COUNT", 1, "BLOCK", blockMilliseconds,
                 "STREAMS", streamKey, ">"))
         }
-        // [[stream, [[id, [field, value, ...]]]]]
-        guard let stream = reply.array?.first?.array, stream.count == 2,
-              let entry = stream[1].array?.first?.array
-        else { return nil }
+        guard let entry = reply.firstStreamEntries.first?.array else { return nil }
         return try await job(from: entry, attempt: 1)
     }
 

@@ -73,3 +73,14 @@ extension RESPValue {
         return result
     }
 }
+
+extension RESPValue {
+    /// The entries of the first stream in an XREAD or XREADGROUP reply: `[[id, [field, value, ...]], ...]`.
+    /// RESP2 sends `[[key, entries]]`, RESP3 a map `{key: entries}`; a timeout is a null.
+    public var firstStreamEntries: [RESPValue] {
+        switch self {
+        case .map(let streams): streams.values.first?.array ?? []
+        default: array?.first?.array?.last?.array ?? []
+        }
+    }
+}

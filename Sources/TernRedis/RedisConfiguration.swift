@@ -14,6 +14,10 @@ public struct RedisConfiguration: Sendable {
     public var database: Int = 0
     /// How long to wait for a TCP connection.
     public var connectTimeout: TimeAmount = .seconds(5)
+    /// 3 to ask for RESP3 with HELLO (falling back to RESP2 on servers before Redis 6), or 2.
+    public var protocolVersion: Int = 3
+    /// Name shown in CLIENT LIST, set during the handshake.
+    public var clientName: String? = "tern"
 
     public init() {}
 

@@ -7,9 +7,12 @@ import NIOPosix
 public final class RedisConnection: Sendable {
     let channel: any Channel
     let logger: Logger
+    /// 3 when the handshake switched to RESP3 (maps, sets, push frames), else 2.
+    public let protocolVersion: Int
 
-    init(channel: any Channel, logger: Logger) {
+    init(channel: any Channel, protocolVersion: Int, logger: Logger) {
         self.channel = channel
+        self.protocolVersion = protocolVersion
         self.logger = logger
     }
 
@@ -37,22 +40,39 @@ public final class RedisConnection: Sendable {
         } catch {
             throw RedisError(.connectFailed, "\(configuration.host):\(configuration.port): \(error)")
         }
-        let connection = RedisConnection(channel: channel, logger: logger)
         do {
-            if let password = configuration.password {
-                var auth: [any RESPArgument] = []
-                if let user = configuration.username { auth.append(user) }
-                auth.append(password)
-                _ = try await connection.send(RESPCommand("AUTH", auth))
-            }
-            if configuration.database != 0 {
-                _ = try await connection.send(RESPCommand("SELECT", configuration.database))
-            }
+            let protocolVersion = try await handshake(channel: channel, configuration: configuration)
+            return RedisConnection(channel: channel, protocolVersion: protocolVersion, logger: logger)
         } catch {
-            connection.close()
+            channel.close(promise: nil)
             throw error
         }
-        return connection
+    }
+
+    /// HELLO 3 (with AUTH and SETNAME) when the configuration asks for RESP3 and the server knows
+    /// it; otherwise RESP2 with AUTH and CLIENT SETNAME. Then SELECT. Returns the protocol spoken.
+    private static func handshake(channel: any Channel, configuration: RedisConfiguration) async throws -> Int {
+        let bare = RedisConnection(channel: channel, protocolVersion: 2, logger: Logger(label: "tern.redis.handshake"))
+        var auth: [any RESPArgument] = []
+        if let password = configuration.password { auth = [configuration.username ?? "default", password] }
+        var protocolVersion = 2
+        if configuration.protocolVersion == 3 {
+            var hello: [any RESPArgument] = [3]
+            if !auth.isEmpty { hello += ["AUTH"] + auth }
+            if let name = configuration.clientName { hello += ["SETNAME", name] }
+            do {
+                _ = try await bare.send(RESPCommand("HELLO", hello))
+                protocolVersion = 3
+            } catch let error as RedisError where error.code == .server && (error.message.hasPrefix("NOPROTO") || error.message.contains("unknown command")) {
+                // A server before Redis 6: speak RESP2.
+            }
+        }
+        if protocolVersion == 2 {
+            if !auth.isEmpty { _ = try await bare.send(RESPCommand("AUTH", auth)) }
+            if let name = configuration.clientName { _ = try await bare.send(RESPCommand("CLIENT", "SETNAME", name)) }
+        }
+        if configuration.database != 0 { _ = try await bare.send(RESPCommand("SELECT", configuration.database)) }
+        return protocolVersion
     }
 
     /// Whether the connection can still carry commands.
@@ -74,7 +94,14 @@ public final class RedisConnection: Sendable {
             promise.fail(RedisError(.connectionClosed, "could not send: \(error)"))
         }
         channel.writeAndFlush(RedisRequest(commands: commands, promise: promise), promise: written)
-        let replies = try await promise.futureResult.get()
+        // A cancelled caller stops waiting at once. The commands were sent and cannot be taken
+        // back; their replies still arrive in order and complete the (already failed) promise,
+        // which ignores them, so the connection stays in step for everyone else.
+        let replies = try await withTaskCancellationHandler {
+            try await promise.futureResult.get()
+        } onCancel: {
+            promise.fail(CancellationError())
+        }
         return replies.map { reply in
             if case .error(let message) = reply { return .failure(RedisError(.server, message)) }
             return .success(reply)

@@ -87,3 +87,15 @@ import Testing
         #expect(throws: RedisError.self) { try RedisConfiguration(url: "redis://x:99999") }
     }
 }
+
+@Suite struct RESPValueTests {
+    @Test func readsStreamEntriesFromRESP2AndRESP3Replies() {
+        let entry = RESPValue.array([.bulkString(ByteBuffer(string: "1-0")), .array([.bulkString(ByteBuffer(string: "f")), .bulkString(ByteBuffer(string: "v"))])])
+        let resp2 = RESPValue.array([.array([.bulkString(ByteBuffer(string: "key")), .array([entry])])])
+        let resp3 = RESPValue.map([.bulkString(ByteBuffer(string: "key")): .array([entry])])
+        #expect(resp2.firstStreamEntries == [entry])
+        #expect(resp3.firstStreamEntries == [entry])
+        #expect(RESPValue.null.firstStreamEntries.isEmpty)
+        #expect(entry.array?[1].fieldDictionary == ["f": "v"])
+    }
+}

@@ -69,3 +69,34 @@ import TernTestSupport
         }
     }
 }
+
+/// Handshake and cancellation against the real server.
+@Suite struct RedisHandshakeTests {
+    @Test(arguments: [2, 3])
+    func negotiatesTheProtocolAndNamesTheClient(version: Int) async throws {
+        var configuration = try RedisConfiguration(url: TestServices.redisURL)
+        configuration.protocolVersion = version
+        configuration.clientName = TestServices.uniqueName("named")
+        let connection = try await RedisConnection.connect(to: configuration)
+        defer { connection.close() }
+        #expect(connection.protocolVersion == version)
+        #expect(try await connection.send(RESPCommand("CLIENT", "GETNAME")).string == configuration.clientName)
+        let reply = try await connection.send(RESPCommand("HGETALL", TestServices.uniqueName("missing")))
+        if version == 3 { #expect(reply == .map([:])) } else { #expect(reply == .array([])) }
+    }
+
+    @Test func aCancelledCallerReturnsAtOnce() async throws {
+        try await TestServices.withRedis { client in
+            let connection = try await RedisConnection.connect(to: client.configuration)
+            defer { connection.close() }
+            let id = try #require(try await connection.send(RESPCommand("CLIENT", "ID")).int)
+            // A caller stuck in a 30-second blocking pop is cancelled: it returns promptly.
+            let waiter = Task { try await connection.send(RESPCommand("BLPOP", TestServices.uniqueName("empty"), 30)) }
+            #expect(try await eventually {
+                try await client.send("CLIENT", "LIST", "ID", id).string?.contains("cmd=blpop") == true
+            })
+            waiter.cancel()
+            await #expect(throws: CancellationError.self) { try await waiter.value }
+        }
+    }
+}
