@@ -95,6 +95,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Load generator for bench/redis: the client driven the way redis-benchmark drives Redis.
+        .executableTarget(
+            name: "RedisBench",
+            dependencies: ["TernRedis", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
         // libFuzzer target for the RESP decoder (scripts/fuzz builds it with -sanitize=fuzzer).
         .executableTarget(
             name: "RESPFuzz",

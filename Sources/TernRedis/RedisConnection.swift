@@ -17,10 +17,13 @@ public final class RedisConnection: Sendable {
     }
 
     /// Opens a connection and runs the handshake (AUTH and SELECT from the configuration).
+    /// `onPush` receives out-of-band push frames (pub/sub messages on a RESP3 connection), on the
+    /// connection's event loop.
     public static func connect(
         to configuration: RedisConfiguration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "tern.redis")
+        logger: Logger = Logger(label: "tern.redis"),
+        onPush: (@Sendable ([RESPValue]) -> Void)? = nil
     ) async throws -> RedisConnection {
         let channel: any Channel
         do {
@@ -32,7 +35,7 @@ public final class RedisConnection: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RESPDecoder()))
-                        try channel.pipeline.syncOperations.addHandler(RedisCommandHandler())
+                        try channel.pipeline.syncOperations.addHandler(RedisCommandHandler(onPush: onPush))
                     }
                 }
                 .connect(host: configuration.host, port: configuration.port)
@@ -108,6 +111,17 @@ public final class RedisConnection: Sendable {
         }
     }
 
+    /// Sends commands whose answers come as push frames, not replies (SUBSCRIBE and UNSUBSCRIBE
+    /// on a RESP3 connection). Returns once they are written.
+    public func sendWithoutReply(_ commands: [RESPCommand]) async throws {
+        let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
+        promise.succeed([])  // nothing will be waited for
+        try await channel.writeAndFlush(RedisRequest(commands: commands, promise: promise, expectsReplies: false)).get()
+    }
+
+    /// Completes when the connection has closed, for whatever reason.
+    public var closeFuture: EventLoopFuture<Void> { channel.closeFuture }
+
     /// Closes the connection; pending commands fail with `connectionClosed`.
     public func close() {
         channel.close(promise: nil)
@@ -118,6 +132,7 @@ public final class RedisConnection: Sendable {
 struct RedisRequest: Sendable {
     let commands: [RESPCommand]
     let promise: EventLoopPromise<[RESPValue]>
+    var expectsReplies = true
 }
 
 /// Writes commands and hands replies back in order. Runs on the channel's event loop only.
@@ -134,6 +149,9 @@ final class RedisCommandHandler: ChannelDuplexHandler {
 
     private var pending = CircularBuffer<Pending>()
     private var closed = false
+    private let onPush: (@Sendable ([RESPValue]) -> Void)?
+
+    init(onPush: (@Sendable ([RESPValue]) -> Void)? = nil) { self.onPush = onPush }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
@@ -144,13 +162,18 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         }
         var buffer = context.channel.allocator.buffer(capacity: 64 * request.commands.count)
         for command in request.commands { command.encode(into: &buffer) }
-        pending.append(Pending(promise: request.promise, expected: request.commands.count, replies: []))
+        if request.expectsReplies {
+            pending.append(Pending(promise: request.promise, expected: request.commands.count, replies: []))
+        }
         context.write(wrapOutboundOut(buffer), promise: promise)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let reply = unwrapInboundIn(data)
-        if case .push = reply { return }  // out-of-band frames belong to pub/sub, not to a caller
+        if case .push(let frame) = reply {  // out-of-band: pub/sub, not a reply to a caller
+            onPush?(frame)
+            return
+        }
         guard !pending.isEmpty else {
             context.fireErrorCaught(RedisError(.unexpectedReply, "reply with no command waiting"))
             context.close(promise: nil)

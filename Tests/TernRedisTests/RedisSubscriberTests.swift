@@ -1,0 +1,62 @@
+import NIOCore
+import Testing
+import TernRedis
+import TernTestSupport
+
+/// Pub/sub against the real server.
+@Suite struct RedisSubscriberTests {
+    func subscriber(named name: String) throws -> RedisSubscriber {
+        var configuration = try RedisConfiguration(url: TestServices.redisURL)
+        configuration.clientName = name
+        return RedisSubscriber(configuration: configuration)
+    }
+
+    @Test func deliversMessagesToEverySubscriberAndUnsubscribesWhenTheLastLeaves() async throws {
+        try await TestServices.withRedis { client in
+            let subscriber = try subscriber(named: TestServices.uniqueName("sub"))
+            defer { subscriber.shutdown() }
+            let channel = TestServices.uniqueName("channel")
+            try await subscriber.subscribe(to: [channel]) { first in
+                try await subscriber.subscribe(to: [channel]) { second in
+                    let receivers = try await client.send("PUBLISH", channel, "hello")
+                    #expect(receivers.int == 1)  // both subscriptions share one connection
+                    var firstIterator = first.makeAsyncIterator()
+                    var secondIterator = second.makeAsyncIterator()
+                    #expect(await firstIterator.next()?.payload == ByteBuffer(string: "hello"))
+                    #expect(await secondIterator.next()?.payload == ByteBuffer(string: "hello"))
+                }
+                // The second subscriber left; the first still listens.
+                try await client.send("PUBLISH", channel, "still")
+                var iterator = first.makeAsyncIterator()
+                #expect(await iterator.next()?.payload == ByteBuffer(string: "still"))
+            }
+            let unsubscribed = try await eventually {
+                try await client.send("PUBSUB", "NUMSUB", channel).array?.last?.int == 0
+            }
+            #expect(unsubscribed)
+        }
+    }
+
+    @Test func subscriptionsSurviveAReconnect() async throws {
+        try await TestServices.withRedis { client in
+            let name = TestServices.uniqueName("sub")
+            let subscriber = try subscriber(named: name)
+            defer { subscriber.shutdown() }
+            let channel = TestServices.uniqueName("channel")
+            try await subscriber.subscribe(to: [channel]) { messages in
+                // Cut the subscriber's connection from the server side.
+                let clients = try await client.send("CLIENT", "LIST").string ?? ""
+                let line = try #require(clients.split(separator: "\n").first { $0.contains("name=\(name)-subscriber") })
+                let id = try #require(line.split(separator: " ").first { $0.hasPrefix("id=") }?.dropFirst(3))
+                try await client.send("CLIENT", "KILL", "ID", String(id))
+                // Once resubscribed, a published message arrives again.
+                let resubscribed = try await eventually {
+                    try await client.send("PUBLISH", channel, "after").int == 1
+                }
+                #expect(resubscribed)
+                var iterator = messages.makeAsyncIterator()
+                #expect(await iterator.next()?.payload == ByteBuffer(string: "after"))
+            }
+        }
+    }
+}
