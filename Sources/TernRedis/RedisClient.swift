@@ -18,6 +18,10 @@ public final class RedisClient: Sendable {
         var shared: Task<RedisConnection, any Error>?
         var idleDedicated: [RedisConnection] = []
         var isShutdown = false
+        /// Circuit breaker: after a failed connect, callers fail fast until this instant, and the
+        /// wait doubles (up to a second) with each further failure.
+        var retryAfter: ContinuousClock.Instant?
+        var backoff: Duration = .milliseconds(25)
     }
     private let state = NIOLockedValueBox(State())
 
@@ -56,7 +60,7 @@ public final class RedisClient: Sendable {
             connection = reused
         } else {
             reused?.close()
-            connection = try await RedisConnection.connect(to: configuration, logger: logger)
+            connection = try await connect()
         }
         do {
             let result = try await body(connection)
@@ -91,9 +95,7 @@ public final class RedisClient: Sendable {
                 if let task = state.shared { return task }
                 // Unstructured on purpose: the connect is shared by every caller that arrives
                 // while it runs, so it must not belong to (or be cancelled with) any one of them.
-                let task = Task { [configuration, logger] in
-                    try await RedisConnection.connect(to: configuration, logger: logger)
-                }
+                let task = Task { try await self.connect() }
                 state.shared = task
                 return task
             }
@@ -108,5 +110,28 @@ public final class RedisClient: Sendable {
             state.withLockedValue { if $0.shared == task { $0.shared = nil } }
         }
         throw RedisError(.connectFailed, "could not establish a connection")
+    }
+
+    /// Connects, unless the breaker is open: while the server is down, callers get an error at
+    /// once instead of each trying (and waiting) again.
+    private func connect() async throws -> RedisConnection {
+        let retryAfter = state.withLockedValue { $0.retryAfter }
+        if let retryAfter, ContinuousClock.now < retryAfter {
+            throw RedisError(.connectFailed, "\(configuration.host):\(configuration.port) is unavailable; retrying shortly")
+        }
+        do {
+            let connection = try await RedisConnection.connect(to: configuration, logger: logger)
+            state.withLockedValue { state in
+                state.retryAfter = nil
+                state.backoff = .milliseconds(25)
+            }
+            return connection
+        } catch {
+            state.withLockedValue { state in
+                state.retryAfter = ContinuousClock.now + state.backoff
+                state.backoff = min(state.backoff * 2, .seconds(1))
+            }
+            throw error
+        }
     }
 }

@@ -100,3 +100,19 @@ import TernTestSupport
         }
     }
 }
+
+@Suite struct RedisCircuitBreakerTests {
+    @Test func failsFastWhileTheServerIsDown() async throws {
+        // Nothing listens on port 1: the first call tries and fails, the next fails without trying.
+        let client = RedisClient(configuration: try RedisConfiguration(url: "redis://127.0.0.1:1"))
+        await #expect(throws: RedisError.self) { try await client.send("PING") }
+        do {
+            try await client.send("PING")
+            Issue.record("expected a fast failure")
+        } catch let error as RedisError {
+            #expect(error.code == .connectFailed)
+            #expect(error.message.contains("unavailable"))
+        }
+        await client.shutdown()
+    }
+}
