@@ -30,6 +30,7 @@ let package = Package(
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -119,7 +120,11 @@ let package = Package(
         ),
         .testTarget(
             name: "TernRedisTests",
-            dependencies: ["TernRedis", "TernTestSupport", .product(name: "NIOTestUtils", package: "swift-nio")],
+            dependencies: [
+                "TernRedis", "TernTestSupport",
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "TernQueueTests", dependencies: ["TernQueue", "TernRedis", "TernTestSupport"], swiftSettings: swiftSettings),

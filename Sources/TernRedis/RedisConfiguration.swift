@@ -1,4 +1,5 @@
 import NIOCore
+import NIOSSL
 
 /// Where and how to reach Redis.
 public struct RedisConfiguration: Sendable {
@@ -18,15 +19,22 @@ public struct RedisConfiguration: Sendable {
     public var protocolVersion: Int = 3
     /// Name shown in CLIENT LIST, set during the handshake.
     public var clientName: String? = "tern"
+    /// TLS settings; `nil` for plain TCP. `rediss://` URLs turn it on with the system's roots.
+    public var tls: TLSConfiguration?
 
     public init() {}
 
-    /// Reads a `redis://[user[:password]@]host[:port][/database]` URL.
+    /// Reads a `redis://` or `rediss://` (TLS) URL: `[user[:password]@]host[:port][/database]`.
     public init(url: String) throws {
-        guard url.hasPrefix("redis://") else {
-            throw RedisError(.invalidConfiguration, "only redis:// URLs are supported")
+        var rest: Substring
+        if url.hasPrefix("redis://") {
+            rest = url.dropFirst("redis://".count)
+        } else if url.hasPrefix("rediss://") {
+            rest = url.dropFirst("rediss://".count)
+            tls = .makeClientConfiguration()
+        } else {
+            throw RedisError(.invalidConfiguration, "the URL must start with redis:// or rediss://")
         }
-        var rest = Substring(url.dropFirst("redis://".count))
         if let slash = rest.firstIndex(of: "/") {
             let path = rest[rest.index(after: slash)...]
             if !path.isEmpty {

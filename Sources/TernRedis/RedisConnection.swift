@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// One connection to a Redis server. Commands are pipelined: any number of callers may send at
 /// once, and replies are matched to them in order (RESP is first-in, first-out).
@@ -25,6 +26,7 @@ public final class RedisConnection: Sendable {
         logger: Logger = Logger(label: "tern.redis"),
         onPush: (@Sendable ([RESPValue]) -> Void)? = nil
     ) async throws -> RedisConnection {
+        let tlsContext = try configuration.tls.map { try NIOSSLContext(configuration: $0) }
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: eventLoopGroup)
@@ -34,6 +36,10 @@ public final class RedisConnection: Sendable {
                 .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tlsContext {
+                            let serverName = configuration.host.first?.isLetter == true ? configuration.host : nil
+                            try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tlsContext, serverHostname: serverName))
+                        }
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RESPDecoder()))
                         try channel.pipeline.syncOperations.addHandler(RedisCommandHandler(onPush: onPush))
                     }

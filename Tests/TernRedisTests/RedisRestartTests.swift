@@ -8,9 +8,11 @@ import TernTestSupport
 final class PrivateRedisServer: Sendable {
     let port: Int
     let directory: URL
+    let extraArguments: [String]
     private let process = NIOLockedValueBox<Process?>(nil)
 
-    init() throws {
+    init(extraArguments: [String] = []) throws {
+        self.extraArguments = extraArguments
         port = Int.random(in: 20_000...29_999)
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("tern-redis-\(port)-\(UUID().uuidString.prefix(6))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -22,7 +24,7 @@ final class PrivateRedisServer: Sendable {
         let server = Process()
         server.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
         server.arguments = ["--bind", "127.0.0.1", "--port", String(port), "--dir", directory.path,
-                            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--logfile", ""]
+                            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--logfile", ""] + extraArguments
         server.standardOutput = FileHandle.nullDevice
         try server.run()
         process.withLockedValue { $0 = server }
