@@ -93,15 +93,13 @@ public struct JobQueue: Sendable {
     /// Renews the lease on a job. Returns `false` if the job is no longer this worker's (its lease
     /// expired and another worker took it, or it was acknowledged).
     public func renew(_ job: ClaimedJob, consumer: String) async throws -> Bool {
-        let reply = try await client.send(RESPCommand("EVAL", [Self.renewScript, 1, streamKey, Self.group, consumer, job.entryID]))
-        return reply.int == 1
+        try await client.run(Self.renewScript, keys: [streamKey], arguments: [Self.group, consumer, job.entryID]).int == 1
     }
 
     /// Marks a job done and removes it, if this worker still holds it.
     @discardableResult
     public func acknowledge(_ job: ClaimedJob, consumer: String) async throws -> Bool {
-        let reply = try await client.send(RESPCommand("EVAL", [Self.acknowledgeScript, 1, streamKey, Self.group, consumer, job.entryID]))
-        return reply.int == 1
+        try await client.run(Self.acknowledgeScript, keys: [streamKey], arguments: [Self.group, consumer, job.entryID]).int == 1
     }
 
     /// Number of jobs waiting to be claimed plus jobs being worked on.
@@ -147,19 +145,19 @@ public struct JobQueue: Sendable {
     }
 
     /// KEYS[1] stream; ARGV group, consumer, entry id. Resets the idle time if the caller owns it.
-    static let renewScript = """
+    static let renewScript = RedisScript("""
         local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
         if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
         redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
         return 1
-        """
+        """)
 
     /// KEYS[1] stream; ARGV group, consumer, entry id. Acknowledges and deletes if the caller owns it.
-    static let acknowledgeScript = """
+    static let acknowledgeScript = RedisScript("""
         local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
         if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
         redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
         redis.call('XDEL', KEYS[1], ARGV[3])
         return 1
-        """
+        """)
 }

@@ -30,15 +30,19 @@ import TernTestSupport
                 let worker = ChatWorker(configuration: configuration, queue: queue, events: events, store: store,
                                         provider: OpenAIProvider(configuration: .init(baseURL: TestServices.llmURL, model: "mock")),
                                         logger: TestServices.logger)
+                // The worker runs until the job is finished, stored and acknowledged.
                 let finished = try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await worker.run() }
                     defer { group.cancelAll() }
-                    return try await eventually { try await events.all(jobID).contains { $0.type == "done" } }
+                    return try await eventually {
+                        let acknowledged = try await queue.depth() == 0
+                        let status = try await store.jobStatus(jobID.uuid, user: user)?.status
+                        return acknowledged && status == "completed"
+                    }
                 }
                 #expect(finished)
                 let tokens = try await events.all(jobID).compactMap { $0.type == "token" ? $0.fields["text"] : nil }
-                #expect(try await eventually { try await queue.depth() == 0 })  // acknowledged
-                #expect(try await store.jobStatus(jobID.uuid, user: user)?.status == "completed")
+                #expect(try await events.all(jobID).last?.type == "done")
                 let stored = try await store.messages(conversation: conversation, user: user)
                 try await redis.send("DEL", queue.streamKey, events.key(jobID))
                 return (tokens, stored)

@@ -1,0 +1,32 @@
+import Crypto
+import NIOCore
+
+/// A Lua script run with EVALSHA; the first NOSCRIPT (a restarted or flushed server) loads it
+/// again transparently, so callers never see the cache.
+public struct RedisScript: Sendable, Hashable {
+    public let source: String
+    /// The SHA-1 Redis knows the script by.
+    public let sha1: String
+
+    public init(_ source: String) {
+        self.source = source
+        sha1 = Insecure.SHA1.hash(data: Array(source.utf8)).map { byte in
+            let digits = Array("0123456789abcdef")
+            return String([digits[Int(byte >> 4)], digits[Int(byte & 0x0F)]])
+        }.joined()
+    }
+}
+
+extension RedisClient {
+    /// Runs a script: EVALSHA, and on NOSCRIPT loads it (SCRIPT LOAD) and retries once.
+    @discardableResult
+    public func run(_ script: RedisScript, keys: [String], arguments: [any RESPArgument] = []) async throws -> RESPValue {
+        let tail: [any RESPArgument] = [keys.count] + keys + arguments
+        do {
+            return try await send(RESPCommand("EVALSHA", [script.sha1] + tail))
+        } catch let error as RedisError where error.code == .server && error.message.hasPrefix("NOSCRIPT") {
+            try await send("SCRIPT", "LOAD", script.source)
+            return try await send(RESPCommand("EVALSHA", [script.sha1] + tail))
+        }
+    }
+}
