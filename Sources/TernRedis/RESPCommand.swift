@@ -1,39 +1,104 @@
 import NIOCore
 
-/// A command as Redis receives it: an array of bulk strings.
+/// A command as Redis receives it: an array of bulk strings, encoded once when it is built, so
+/// sending it is a single buffer write.
 public struct RESPCommand: Sendable, Hashable {
-    public var arguments: [ByteBuffer]
+    /// The command in RESP framing.
+    public let encoded: ByteBuffer
 
     public init(_ name: String, _ arguments: [any RESPArgument] = []) {
-        self.arguments = [ByteBuffer(string: name)] + arguments.map(\.respBuffer)
+        var buffer = ByteBufferAllocator().buffer(capacity: 16 + name.utf8.count + 24 * arguments.count)
+        buffer.writeInteger(UInt8(ascii: "*"))
+        buffer.writeDecimal(arguments.count + 1)
+        buffer.writeCRLF()
+        name.writeBulk(into: &buffer)
+        for argument in arguments { argument.writeBulk(into: &buffer) }
+        encoded = buffer
     }
 
     public init(_ name: String, _ arguments: any RESPArgument...) {
         self.init(name, arguments)
     }
 
-    /// The command's name, upper-cased, for logs and errors.
+    /// The name and arguments, read back from the encoding (for keys, logs and errors).
+    public var arguments: [ByteBuffer] {
+        var buffer = encoded
+        var result: [ByteBuffer] = []
+        guard let array = try? RESPDecoder.parse(&buffer, depth: 0, limits: RESPLimits()), let elements = array.array else { return [] }
+        for element in elements { if case .bulkString(let bytes?) = element { result.append(bytes) } }
+        return result
+    }
+
+    /// The command's name, upper-cased.
     public var name: String { arguments.first.map { String(buffer: $0).uppercased() } ?? "" }
 
     /// Writes the command in RESP framing.
     public func encode(into buffer: inout ByteBuffer) {
-        buffer.writeString("*\(arguments.count)\r\n")
-        for argument in arguments {
-            buffer.writeString("$\(argument.readableBytes)\r\n")
-            buffer.writeImmutableBuffer(argument)
-            buffer.writeStaticString("\r\n")
-        }
+        buffer.writeImmutableBuffer(encoded)
     }
 }
 
 /// A value that can be sent as one argument of a command.
 public protocol RESPArgument: Sendable {
-    var respBuffer: ByteBuffer { get }
+    /// Writes the value as a RESP bulk string: `$<length>\r\n<bytes>\r\n`.
+    func writeBulk(into buffer: inout ByteBuffer)
 }
 
-extension String: RESPArgument { public var respBuffer: ByteBuffer { ByteBuffer(string: self) } }
-extension Substring: RESPArgument { public var respBuffer: ByteBuffer { ByteBuffer(string: String(self)) } }
-extension Int: RESPArgument { public var respBuffer: ByteBuffer { ByteBuffer(string: String(self)) } }
-extension Int64: RESPArgument { public var respBuffer: ByteBuffer { ByteBuffer(string: String(self)) } }
-extension Double: RESPArgument { public var respBuffer: ByteBuffer { ByteBuffer(string: String(self)) } }
-extension ByteBuffer: RESPArgument { public var respBuffer: ByteBuffer { self } }
+extension String: RESPArgument {
+    public func writeBulk(into buffer: inout ByteBuffer) {
+        buffer.writeInteger(UInt8(ascii: "$"))
+        buffer.writeDecimal(utf8.count)
+        buffer.writeCRLF()
+        buffer.writeString(self)
+        buffer.writeCRLF()
+    }
+}
+
+extension Substring: RESPArgument {
+    public func writeBulk(into buffer: inout ByteBuffer) { String(self).writeBulk(into: &buffer) }
+}
+
+extension ByteBuffer: RESPArgument {
+    public func writeBulk(into buffer: inout ByteBuffer) {
+        buffer.writeInteger(UInt8(ascii: "$"))
+        buffer.writeDecimal(readableBytes)
+        buffer.writeCRLF()
+        buffer.writeImmutableBuffer(self)
+        buffer.writeCRLF()
+    }
+}
+
+extension Int: RESPArgument {
+    public func writeBulk(into buffer: inout ByteBuffer) {
+        String(self).writeBulk(into: &buffer)  // at most 20 characters: a small string, no allocation
+    }
+}
+
+extension Int64: RESPArgument {
+    public func writeBulk(into buffer: inout ByteBuffer) { String(self).writeBulk(into: &buffer) }
+}
+
+extension Double: RESPArgument {
+    public func writeBulk(into buffer: inout ByteBuffer) { String(self).writeBulk(into: &buffer) }
+}
+
+extension ByteBuffer {
+    /// Writes a non-negative integer in decimal, without building a string.
+    mutating func writeDecimal(_ value: Int) {
+        precondition(value >= 0)
+        if value < 10 {
+            writeInteger(UInt8(ascii: "0") + UInt8(value))
+            return
+        }
+        var divisor = 1
+        while divisor <= value / 10 { divisor *= 10 }
+        var rest = value
+        while divisor > 0 {
+            writeInteger(UInt8(ascii: "0") + UInt8(rest / divisor))
+            rest %= divisor
+            divisor /= 10
+        }
+    }
+
+    mutating func writeCRLF() { writeInteger(UInt16(0x0D0A)) }
+}

@@ -45,25 +45,29 @@ public struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
         guard let marker = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) else { return nil }
         var body = buffer
         body.moveReaderIndex(forwardBy: 1)
-        guard let line = try readLine(&body, limits: limits) else { return nil }
+        guard let lineLength = try lineLength(body, limits: limits) else { return nil }
+        let lineBytes = body.readableBytesView.prefix(lineLength)
+        // Lines that hold text become strings; lengths and integers are read from the bytes.
+        var line: String { String(decoding: lineBytes, as: UTF8.self) }
         let value: RESPValue
         switch marker {
         case UInt8(ascii: "+"): value = .simpleString(line)
         case UInt8(ascii: "-"): value = .error(line)
-        case UInt8(ascii: ":"): value = .integer(try integer(line))
+        case UInt8(ascii: ":"): value = .integer(try integer(lineBytes))
         case UInt8(ascii: "("): value = .bigNumber(try bigNumber(line))
         case UInt8(ascii: ","): value = .double(try double(line))
         case UInt8(ascii: "_"):
-            guard line.isEmpty else { throw RESPDecodingError(reason: "null with a payload") }
+            guard lineLength == 0 else { throw RESPDecodingError(reason: "null with a payload") }
             value = .null
         case UInt8(ascii: "#"):
-            switch line {
-            case "t": value = .boolean(true)
-            case "f": value = .boolean(false)
+            switch lineBytes.first {
+            case UInt8(ascii: "t") where lineLength == 1: value = .boolean(true)
+            case UInt8(ascii: "f") where lineLength == 1: value = .boolean(false)
             default: throw RESPDecodingError(reason: "boolean that is not t or f")
             }
         case UInt8(ascii: "$"), UInt8(ascii: "!"), UInt8(ascii: "="):
-            let length = try integer(line)
+            let length = try integer(lineBytes)
+            body.moveReaderIndex(forwardBy: lineLength + 2)
             if length == -1 && marker == UInt8(ascii: "$") {
                 value = .bulkString(nil)
                 break
@@ -71,8 +75,7 @@ public struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
             guard length >= 0, length <= limits.maximumBulkLength else {
                 throw RESPDecodingError(reason: "bulk length \(length) out of range")
             }
-            guard body.readableBytes >= Int(length) + 2 else { return nil }
-            let bytes = body.readSlice(length: Int(length))!
+            guard body.readableBytes >= Int(length) + 2, let bytes = body.readSlice(length: Int(length)) else { return nil }
             guard body.readInteger(as: UInt16.self) == 0x0D0A else { throw RESPDecodingError(reason: "bulk string not ended by CRLF") }
             switch marker {
             case UInt8(ascii: "$"): value = .bulkString(bytes)
@@ -82,7 +85,8 @@ public struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
                 value = .bulkString(bytes.getSlice(at: bytes.readerIndex + 4, length: bytes.readableBytes - 4))
             }
         case UInt8(ascii: "*"), UInt8(ascii: "~"), UInt8(ascii: ">"), UInt8(ascii: "%"), UInt8(ascii: "|"):
-            let count = try integer(line)
+            let count = try integer(lineBytes)
+            body.moveReaderIndex(forwardBy: lineLength + 2)
             if count == -1 && marker == UInt8(ascii: "*") {
                 value = .array(nil)
                 break
@@ -115,12 +119,22 @@ public struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
         default:
             throw RESPDecodingError(reason: "unknown type byte \(marker)")
         }
+        if !Self.isAggregateOrBulk(marker) { body.moveReaderIndex(forwardBy: lineLength + 2) }
         buffer = body
         return value
     }
 
-    /// Reads up to CRLF; `nil` if the line has not fully arrived.
-    private static func readLine(_ buffer: inout ByteBuffer, limits: RESPLimits) throws -> String? {
+    static func isAggregateOrBulk(_ marker: UInt8) -> Bool {
+        switch marker {
+        case UInt8(ascii: "$"), UInt8(ascii: "!"), UInt8(ascii: "="), UInt8(ascii: "*"), UInt8(ascii: "~"),
+             UInt8(ascii: ">"), UInt8(ascii: "%"), UInt8(ascii: "|"): true
+        default: false
+        }
+    }
+
+    /// The length of the line at the front of `buffer` (up to CRLF); `nil` if it has not fully
+    /// arrived.
+    private static func lineLength(_ buffer: ByteBuffer, limits: RESPLimits) throws -> Int? {
         let view = buffer.readableBytesView
         let searchEnd = view.index(view.startIndex, offsetBy: min(view.count, limits.maximumLineLength + 2))
         guard let cr = view[view.startIndex..<searchEnd].firstIndex(of: 0x0D) else {
@@ -130,14 +144,27 @@ public struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
         let length = cr - view.startIndex
         guard view.count >= length + 2 else { return nil }
         guard view[cr + 1] == 0x0A else { throw RESPDecodingError(reason: "CR not followed by LF") }
-        let line = buffer.readString(length: length)!
-        buffer.moveReaderIndex(forwardBy: 2)
-        return line
+        return length
     }
 
-    private static func integer(_ line: String) throws -> Int64 {
-        guard let value = Int64(line) else { throw RESPDecodingError(reason: "invalid integer") }
-        return value
+    /// A decimal integer with an optional sign, read from bytes.
+    private static func integer(_ bytes: ByteBufferView) throws -> Int64 {
+        var digits = bytes[...]
+        var negative = false
+        if let sign = digits.first, sign == UInt8(ascii: "-") || sign == UInt8(ascii: "+") {
+            negative = sign == UInt8(ascii: "-")
+            digits = digits.dropFirst()
+        }
+        guard !digits.isEmpty, digits.count <= 19 else { throw RESPDecodingError(reason: "invalid integer") }
+        var value: Int64 = 0
+        for digit in digits {
+            guard digit >= UInt8(ascii: "0"), digit <= UInt8(ascii: "9") else { throw RESPDecodingError(reason: "invalid integer") }
+            let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = times10.addingReportingOverflow(Int64(digit - UInt8(ascii: "0")))
+            guard !overflow1, !overflow2 else { throw RESPDecodingError(reason: "integer out of range") }
+            value = sum
+        }
+        return negative ? -value : value
     }
 
     private static func double(_ line: String) throws -> Double {

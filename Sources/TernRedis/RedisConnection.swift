@@ -40,7 +40,6 @@ public final class RedisConnection: Sendable {
                             let serverName = configuration.host.first?.isLetter == true ? configuration.host : nil
                             try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tlsContext, serverHostname: serverName))
                         }
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RESPDecoder()))
                         try channel.pipeline.syncOperations.addHandler(RedisCommandHandler(onPush: onPush))
                     }
                 }
@@ -89,40 +88,44 @@ public final class RedisConnection: Sendable {
 
     /// Sends one command and returns its reply; an error reply throws `RedisError.server`.
     public func send(_ command: RESPCommand) async throws -> RESPValue {
-        try await pipeline([command])[0].get()
+        let promise = channel.eventLoop.makePromise(of: RESPValue.self)
+        let reply = try await submit(.one(command, promise), promise)
+        if case .error(let message) = reply { throw RedisError(.server, message) }
+        return reply
     }
 
     /// Sends several commands with one flush and returns each reply (error replies included).
     public func pipeline(_ commands: [RESPCommand]) async throws -> [Result<RESPValue, RedisError>] {
         guard !commands.isEmpty else { return [] }
         let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
+        return try await submit(.many(commands, promise), promise).map { reply in
+            if case .error(let message) = reply { return .failure(RedisError(.server, message)) }
+            return .success(reply)
+        }
+    }
+
+    private func submit<Reply: Sendable>(_ request: RedisRequest, _ promise: EventLoopPromise<Reply>) async throws -> Reply {
         // If the channel closed before the handler saw the request, the write itself fails:
         // fail the caller too (a promise completes once; the later completion is ignored).
         let written = channel.eventLoop.makePromise(of: Void.self)
         written.futureResult.whenFailure { error in
             promise.fail(RedisError(.connectionClosed, "could not send: \(error)"))
         }
-        channel.writeAndFlush(RedisRequest(commands: commands, promise: promise), promise: written)
+        channel.writeAndFlush(request, promise: written)
         // A cancelled caller stops waiting at once. The commands were sent and cannot be taken
         // back; their replies still arrive in order and complete the (already failed) promise,
         // which ignores them, so the connection stays in step for everyone else.
-        let replies = try await withTaskCancellationHandler {
+        return try await withTaskCancellationHandler {
             try await promise.futureResult.get()
         } onCancel: {
             promise.fail(CancellationError())
-        }
-        return replies.map { reply in
-            if case .error(let message) = reply { return .failure(RedisError(.server, message)) }
-            return .success(reply)
         }
     }
 
     /// Sends commands whose answers come as push frames, not replies (SUBSCRIBE and UNSUBSCRIBE
     /// on a RESP3 connection). Returns once they are written.
     public func sendWithoutReply(_ commands: [RESPCommand]) async throws {
-        let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
-        promise.succeed([])  // nothing will be waited for
-        try await channel.writeAndFlush(RedisRequest(commands: commands, promise: promise, expectsReplies: false)).get()
+        try await channel.writeAndFlush(RedisRequest.withoutReplies(commands)).get()
     }
 
     /// Completes when the connection has closed, for whatever reason.
@@ -135,26 +138,32 @@ public final class RedisConnection: Sendable {
 }
 
 /// Commands on their way to the channel, with the promise their replies complete.
-struct RedisRequest: Sendable {
-    let commands: [RESPCommand]
-    let promise: EventLoopPromise<[RESPValue]>
-    var expectsReplies = true
+enum RedisRequest: Sendable {
+    case one(RESPCommand, EventLoopPromise<RESPValue>)
+    case many([RESPCommand], EventLoopPromise<[RESPValue]>)
+    /// Commands answered by push frames (SUBSCRIBE on RESP3), so nothing waits for a reply.
+    case withoutReplies([RESPCommand])
 }
 
-/// Writes commands and hands replies back in order. Runs on the channel's event loop only.
+/// Writes commands, decodes the byte stream into replies and hands them back in order. Runs on
+/// the channel's event loop only.
 final class RedisCommandHandler: ChannelDuplexHandler {
-    typealias InboundIn = RESPValue
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = RedisRequest
     typealias OutboundOut = ByteBuffer
 
-    private struct Pending {
-        let promise: EventLoopPromise<[RESPValue]>
-        let expected: Int
-        var replies: [RESPValue]
+    private enum Pending {
+        case one(EventLoopPromise<RESPValue>)
+        case many(EventLoopPromise<[RESPValue]>, expected: Int)
     }
 
-    private var pending = CircularBuffer<Pending>()
+    private var pending = CircularBuffer<Pending>(initialCapacity: 64)
     private var closed = false
+    private var decoder = RESPDecoder()
+    /// Bytes read but not yet decoded.
+    private var received: ByteBuffer?
+    /// Replies gathered so far for the pipeline at the head of `pending` (only the head gathers).
+    private var gathered: [RESPValue] = []
     private let onPush: (@Sendable ([RESPValue]) -> Void)?
 
     init(onPush: (@Sendable ([RESPValue]) -> Void)? = nil) { self.onPush = onPush }
@@ -162,34 +171,80 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
         guard !closed else {
-            request.promise.fail(RedisError(.connectionClosed, "connection is closed"))
-            promise?.fail(RedisError(.connectionClosed, "connection is closed"))
+            let error = RedisError(.connectionClosed, "connection is closed")
+            switch request {
+            case .one(_, let reply): reply.fail(error)
+            case .many(_, let replies): replies.fail(error)
+            case .withoutReplies: break
+            }
+            promise?.fail(error)
             return
         }
-        var buffer = context.channel.allocator.buffer(capacity: 64 * request.commands.count)
-        for command in request.commands { command.encode(into: &buffer) }
-        if request.expectsReplies {
-            pending.append(Pending(promise: request.promise, expected: request.commands.count, replies: []))
+        // Each command is already encoded: it goes out as is, gathered into one write by the flush.
+        switch request {
+        case .one(let command, let reply):
+            pending.append(.one(reply))
+            context.write(wrapOutboundOut(command.encoded), promise: promise)
+        case .many(let commands, let replies):
+            pending.append(.many(replies, expected: commands.count))
+            write(commands, context: context, promise: promise)
+        case .withoutReplies(let commands):
+            write(commands, context: context, promise: promise)
         }
-        context.write(wrapOutboundOut(buffer), promise: promise)
+    }
+
+    private func write(_ commands: [RESPCommand], context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        for command in commands.dropLast() { context.write(wrapOutboundOut(command.encoded), promise: nil) }
+        context.write(wrapOutboundOut(commands[commands.count - 1].encoded), promise: promise)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let reply = unwrapInboundIn(data)
-        if case .push(let frame) = reply {  // out-of-band: pub/sub, not a reply to a caller
-            onPush?(frame)
-            return
+        var bytes = unwrapInboundIn(data)
+        if received == nil || received!.readableBytes == 0 {
+            received = bytes
+        } else {
+            received!.writeBuffer(&bytes)
         }
-        guard !pending.isEmpty else {
-            context.fireErrorCaught(RedisError(.unexpectedReply, "reply with no command waiting"))
+        do {
+            while let reply = try decoder.decode(buffer: &received!) {
+                guard deliver(reply) else {
+                    context.fireErrorCaught(RedisError(.unexpectedReply, "reply with no command waiting"))
+                    context.close(promise: nil)
+                    return
+                }
+            }
+        } catch {
+            context.fireErrorCaught(error)
             context.close(promise: nil)
             return
         }
-        pending[pending.startIndex].replies.append(reply)
-        if pending[pending.startIndex].replies.count == pending[pending.startIndex].expected {
-            let done = pending.removeFirst()
-            done.promise.succeed(done.replies)
+        if received!.readableBytes == 0 {
+            received = nil
+        } else if received!.readerIndex > 64 * 1024 {
+            received!.discardReadBytes()
         }
+    }
+
+    /// Hands a reply to the caller waiting for it; `false` if nobody was.
+    private func deliver(_ reply: RESPValue) -> Bool {
+        if case .push(let frame) = reply {  // out-of-band: pub/sub, not a reply to a caller
+            onPush?(frame)
+            return true
+        }
+        guard let first = pending.first else { return false }
+        switch first {
+        case .one(let promise):
+            pending.removeFirst()
+            promise.succeed(reply)
+        case .many(let promise, let expected):
+            gathered.append(reply)
+            if gathered.count == expected {
+                pending.removeFirst()
+                promise.succeed(gathered)
+                gathered = []
+            }
+        }
+        return true
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -204,6 +259,11 @@ final class RedisCommandHandler: ChannelDuplexHandler {
 
     private func failAll(_ error: RedisError) {
         closed = true
-        while let next = pending.popFirst() { next.promise.fail(error) }
+        while let next = pending.popFirst() {
+            switch next {
+            case .one(let promise): promise.fail(error)
+            case .many(let promise, _): promise.fail(error)
+            }
+        }
     }
 }
