@@ -124,10 +124,32 @@ extension RedisClient {
     /// MULTI … EXEC in one round trip: every command's result, or `nil` if a WATCHed key changed.
     /// A command that fails inside the transaction fails alone, as Redis does.
     public func transaction(_ commands: [RESPCommand]) async throws -> [Result<RESPValue, RedisError>]? {
-        let replies = try await pipeline([RESPCommand("MULTI")] + commands + [RESPCommand("EXEC")])
+        try Self.execResults(try await pipeline([RESPCommand("MULTI")] + commands + [RESPCommand("EXEC")]))
+    }
+
+    /// An optimistic transaction: WATCH `keys` on a connection of its own, let `body` read
+    /// (on that connection) and decide the commands, then run them in MULTI/EXEC. Returns
+    /// `nil` when a watched key changed in between, so the caller can retry.
+    public func watching(
+        _ keys: [String], _ body: (RedisConnection) async throws -> [RESPCommand]
+    ) async throws -> [Result<RESPValue, RedisError>]? {
+        try await withDedicatedConnection { connection in
+            _ = try await connection.send(RESPCommand("WATCH", keys))
+            let commands = try await body(connection)
+            guard !commands.isEmpty else {
+                _ = try await connection.send(RESPCommand("UNWATCH"))
+                return []
+            }
+            return try Self.execResults(try await connection.pipeline([RESPCommand("MULTI")] + commands + [RESPCommand("EXEC")]))
+        }
+    }
+
+    /// The results inside EXEC's reply; `nil` when EXEC was aborted (a watched key changed).
+    /// EXEC's own error (EXECABORT: a command was rejected when queued) is thrown.
+    private static func execResults(_ replies: [Result<RESPValue, RedisError>]) throws -> [Result<RESPValue, RedisError>]? {
         let exec = try replies[replies.count - 1].get()
         if exec.isNull { return nil }
-        return (exec.array ?? []).map { reply in
+        return (exec.array ?? []).map { reply -> Result<RESPValue, RedisError> in
             if case .error(let message) = reply { return .failure(RedisError(.server, message)) }
             return .success(reply)
         }

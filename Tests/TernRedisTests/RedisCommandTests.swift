@@ -91,3 +91,28 @@ import TernTestSupport
         #expect(Set(command.keys!.map(RedisHashSlot.slot(for:))).count == 1)
     }
 }
+
+@Suite struct RedisWatchTests {
+    @Test func watchedTransactionAbortsWhenTheKeyChanges() async throws {
+        try await TestServices.withRedis { (redis: RedisClient) async throws in
+            let key = TestServices.uniqueName("watch")
+            try await redis.set(key, to: "1")
+            // Undisturbed: the transaction runs.
+            let applied = try await redis.watching([key]) { connection in
+                let current = try await connection.send(RESPCommand("GET", key)).int ?? 0
+                return [RESPCommand("SET", key, Int(current) + 1)]
+            }
+            #expect(applied?.count == 1)
+            #expect(try await redis.get(key) == ByteBuffer(string: "2"))
+            // Another client changes the key between WATCH and EXEC: nothing is applied.
+            let aborted = try await redis.watching([key]) { connection in
+                _ = try await connection.send(RESPCommand("GET", key))
+                try await redis.set(key, to: "changed")
+                return [RESPCommand("SET", key, "mine")]
+            }
+            #expect(aborted == nil)
+            #expect(try await redis.get(key) == ByteBuffer(string: "changed"))
+            try await redis.delete([key])
+        }
+    }
+}
