@@ -13,10 +13,12 @@ public final class RedisClient: Sendable {
     public let logger: Logger
     /// Idle dedicated connections kept for reuse.
     let maximumIdleDedicated: Int
+    /// An idle dedicated connection older than this is closed instead of reused.
+    let idleTimeout: Duration
 
     private struct State {
         var shared: Task<RedisConnection, any Error>?
-        var idleDedicated: [RedisConnection] = []
+        var idleDedicated: [(connection: RedisConnection, since: ContinuousClock.Instant)] = []
         var isShutdown = false
         /// Circuit breaker: after a failed connect, callers fail fast until this instant, and the
         /// wait doubles (up to a second) with each further failure.
@@ -25,9 +27,13 @@ public final class RedisClient: Sendable {
     }
     private let state = NIOLockedValueBox(State())
 
-    public init(configuration: RedisConfiguration, maximumIdleDedicated: Int = 16, logger: Logger = Logger(label: "tern.redis")) {
+    public init(
+        configuration: RedisConfiguration, maximumIdleDedicated: Int = 16, idleTimeout: Duration = .seconds(60),
+        logger: Logger = Logger(label: "tern.redis")
+    ) {
         self.configuration = configuration
         self.maximumIdleDedicated = maximumIdleDedicated
+        self.idleTimeout = idleTimeout
         self.logger = logger
     }
 
@@ -54,19 +60,21 @@ public final class RedisClient: Sendable {
     public func withDedicatedConnection<Result: Sendable>(
         _ body: (RedisConnection) async throws -> Result
     ) async throws -> Result {
-        let reused = state.withLockedValue { $0.idleDedicated.popLast() }
-        let connection: RedisConnection
-        if let reused, reused.isActive {
-            connection = reused
-        } else {
-            reused?.close()
-            connection = try await connect()
+        // The most recently used idle connection; those idle too long (or dropped) are closed.
+        let (reused, stale) = state.withLockedValue { state in
+            let cutoff = ContinuousClock.now - idleTimeout
+            let stale = state.idleDedicated.filter { $0.since < cutoff || !$0.connection.isActive }.map(\.connection)
+            state.idleDedicated.removeAll { $0.since < cutoff || !$0.connection.isActive }
+            return (state.idleDedicated.popLast()?.connection, stale)
         }
+        stale.forEach { $0.close() }
+        let connection: RedisConnection
+        if let reused { connection = reused } else { connection = try await connect() }
         do {
             let result = try await body(connection)
             let keep = state.withLockedValue { state in
                 guard !state.isShutdown, connection.isActive, state.idleDedicated.count < maximumIdleDedicated else { return false }
-                state.idleDedicated.append(connection)
+                state.idleDedicated.append((connection, ContinuousClock.now))
                 return true
             }
             if !keep { connection.close() }
@@ -84,7 +92,7 @@ public final class RedisClient: Sendable {
             defer { state.shared = nil; state.idleDedicated = [] }
             return (state.shared, state.idleDedicated)
         }
-        idle.forEach { $0.close() }
+        idle.forEach { $0.connection.close() }
         if let connection = try? await shared?.value { connection.close() }
     }
 
