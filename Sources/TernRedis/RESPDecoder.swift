@@ -156,15 +156,18 @@ public struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
             digits = digits.dropFirst()
         }
         guard !digits.isEmpty, digits.count <= 19 else { throw RESPDecodingError(reason: "invalid integer") }
+        // Accumulated as a negative number, whose range reaches Int64.min.
         var value: Int64 = 0
         for digit in digits {
             guard digit >= UInt8(ascii: "0"), digit <= UInt8(ascii: "9") else { throw RESPDecodingError(reason: "invalid integer") }
             let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
-            let (sum, overflow2) = times10.addingReportingOverflow(Int64(digit - UInt8(ascii: "0")))
+            let (sum, overflow2) = times10.subtractingReportingOverflow(Int64(digit - UInt8(ascii: "0")))
             guard !overflow1, !overflow2 else { throw RESPDecodingError(reason: "integer out of range") }
             value = sum
         }
-        return negative ? -value : value
+        if negative { return value }
+        guard value != .min else { throw RESPDecodingError(reason: "integer out of range") }
+        return -value
     }
 
     private static func double(_ line: String) throws -> Double {

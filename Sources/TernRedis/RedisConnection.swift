@@ -48,6 +48,10 @@ public final class RedisConnection: Sendable {
         } catch {
             throw RedisError(.connectFailed, "\(configuration.host):\(configuration.port): \(error)")
         }
+        // A server that accepts the connection but never answers (frozen, or a proxy in front of
+        // a dead one) must not hold the caller: the handshake shares the connect timeout.
+        let timeout = channel.eventLoop.scheduleTask(in: configuration.connectTimeout) { channel.close(promise: nil) }
+        defer { timeout.cancel() }
         do {
             let protocolVersion = try await handshake(channel: channel, configuration: configuration)
             return RedisConnection(channel: channel, protocolVersion: protocolVersion, logger: logger)
@@ -61,12 +65,10 @@ public final class RedisConnection: Sendable {
     /// it; otherwise RESP2 with AUTH and CLIENT SETNAME. Then SELECT. Returns the protocol spoken.
     private static func handshake(channel: any Channel, configuration: RedisConfiguration) async throws -> Int {
         let bare = RedisConnection(channel: channel, protocolVersion: 2, logger: Logger(label: "tern.redis.handshake"))
-        var auth: [any RESPArgument] = []
-        if let password = configuration.password { auth = [configuration.username ?? "default", password] }
         var protocolVersion = 2
         if configuration.protocolVersion == 3 {
             var hello: [any RESPArgument] = [3]
-            if !auth.isEmpty { hello += ["AUTH"] + auth }
+            if let password = configuration.password { hello += ["AUTH", configuration.username ?? "default", password] }
             if let name = configuration.clientName { hello += ["SETNAME", name] }
             do {
                 _ = try await bare.send(RESPCommand("HELLO", hello))
@@ -76,7 +78,11 @@ public final class RedisConnection: Sendable {
             }
         }
         if protocolVersion == 2 {
-            if !auth.isEmpty { _ = try await bare.send(RESPCommand("AUTH", auth)) }
+            // Servers before Redis 6 know only the one-argument AUTH.
+            if let password = configuration.password {
+                let auth: [any RESPArgument] = configuration.username.map { [$0, password] } ?? [password]
+                _ = try await bare.send(RESPCommand("AUTH", auth))
+            }
             if let name = configuration.clientName { _ = try await bare.send(RESPCommand("CLIENT", "SETNAME", name)) }
         }
         if configuration.database != 0 { _ = try await bare.send(RESPCommand("SELECT", configuration.database)) }
@@ -125,6 +131,7 @@ public final class RedisConnection: Sendable {
     /// Sends commands whose answers come as push frames, not replies (SUBSCRIBE and UNSUBSCRIBE
     /// on a RESP3 connection). Returns once they are written.
     public func sendWithoutReply(_ commands: [RESPCommand]) async throws {
+        guard !commands.isEmpty else { return }
         try await channel.writeAndFlush(RedisRequest.withoutReplies(commands)).get()
     }
 
@@ -208,13 +215,15 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         do {
             while let reply = try decoder.decode(buffer: &received!) {
                 guard deliver(reply) else {
-                    context.fireErrorCaught(RedisError(.unexpectedReply, "reply with no command waiting"))
+                    failAll(RedisError(.unexpectedReply, "reply with no command waiting"))
                     context.close(promise: nil)
                     return
                 }
             }
         } catch {
-            context.fireErrorCaught(error)
+            // The byte stream cannot be trusted any more: every waiting caller fails now, and
+            // nothing more is accepted, even while a TLS close is still in progress.
+            failAll(RedisError(.unexpectedReply, "\(error)"))
             context.close(promise: nil)
             return
         }

@@ -8,6 +8,8 @@ import Testing
         ("+OK\r\n", .simpleString("OK")),
         ("-ERR unknown command\r\n", .error("ERR unknown command")),
         (":-42\r\n", .integer(-42)),
+        (":-9223372036854775808\r\n", .integer(.min)),
+        (":9223372036854775807\r\n", .integer(.max)),
         ("$5\r\nhello\r\n", .bulkString(ByteBuffer(string: "hello"))),
         ("$0\r\n\r\n", .bulkString(ByteBuffer())),
         ("$-1\r\n", .bulkString(nil)),
@@ -42,6 +44,8 @@ import Testing
         "+OK\rX",                   // CR without LF
         "*-2\r\n",                  // negative count
         "_x\r\n",                   // null with payload
+        ":-\r\n",                   // a sign without digits
+        ":9223372036854775808\r\n", // beyond Int64
     ])
     func rejectsMalformedInput(_ input: String) {
         var decoder = RESPDecoder()

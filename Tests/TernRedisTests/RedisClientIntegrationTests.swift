@@ -1,4 +1,5 @@
 import NIOCore
+import NIOPosix
 import Testing
 import TernRedis
 import TernTestSupport
@@ -114,5 +115,18 @@ import TernTestSupport
             #expect(error.message.contains("unavailable"))
         }
         await client.shutdown()
+    }
+}
+
+@Suite struct RedisTimeoutTests {
+    @Test func aServerThatNeverAnswersTheHandshakeTimesOut() async throws {
+        // A listener that accepts connections and never replies.
+        let silent = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { silent.close(promise: nil) }
+        var configuration = RedisConfiguration()
+        configuration.port = try #require(silent.localAddress?.port)
+        configuration.connectTimeout = .milliseconds(300)
+        await #expect(throws: RedisError.self) { _ = try await RedisConnection.connect(to: configuration) }
     }
 }
