@@ -7,6 +7,7 @@ import NIOPosix
 /// share it), and a lane of dedicated connections for blocking commands so they never hold up
 /// the others. A dropped connection is replaced on the next call; commands that were in flight on
 /// it fail with `RedisError.connectionClosed`, commands not yet sent are never lost.
+/// Pub/sub commands do not belong here (their answers are push frames): use `RedisSubscriber`.
 public final class RedisClient: Sendable {
     public let configuration: RedisConfiguration
     /// The client's logger, for components built on it.

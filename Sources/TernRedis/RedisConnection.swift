@@ -128,11 +128,12 @@ public final class RedisConnection: Sendable {
         }
     }
 
-    /// Sends commands whose answers come as push frames, not replies (SUBSCRIBE and UNSUBSCRIBE
-    /// on a RESP3 connection). Returns once they are written.
-    public func sendWithoutReply(_ commands: [RESPCommand]) async throws {
-        guard !commands.isEmpty else { return }
-        try await channel.writeAndFlush(RedisRequest.withoutReplies(commands)).get()
+    /// Sends SUBSCRIBE or UNSUBSCRIBE on a RESP3 connection, whose answer is one confirmation push
+    /// frame per channel (or one error reply). Returns once all confirmations have arrived.
+    public func subscription(_ command: RESPCommand, channels: Int) async throws {
+        guard channels > 0 else { return }
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        try await submit(.subscription(command, confirmations: channels, promise), promise)
     }
 
     /// Completes when the connection has closed, for whatever reason.
@@ -148,8 +149,8 @@ public final class RedisConnection: Sendable {
 enum RedisRequest: Sendable {
     case one(RESPCommand, EventLoopPromise<RESPValue>)
     case many([RESPCommand], EventLoopPromise<[RESPValue]>)
-    /// Commands answered by push frames (SUBSCRIBE on RESP3), so nothing waits for a reply.
-    case withoutReplies([RESPCommand])
+    /// SUBSCRIBE or UNSUBSCRIBE: answered by a confirmation push frame per channel.
+    case subscription(RESPCommand, confirmations: Int, EventLoopPromise<Void>)
 }
 
 /// Writes commands, decodes the byte stream into replies and hands them back in order. Runs on
@@ -162,6 +163,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     private enum Pending {
         case one(EventLoopPromise<RESPValue>)
         case many(EventLoopPromise<[RESPValue]>, expected: Int)
+        case subscription(EventLoopPromise<Void>, remaining: Int)
     }
 
     private var pending = CircularBuffer<Pending>(initialCapacity: 64)
@@ -182,7 +184,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
             switch request {
             case .one(_, let reply): reply.fail(error)
             case .many(_, let replies): replies.fail(error)
-            case .withoutReplies: break
+            case .subscription(_, _, let confirmed): confirmed.fail(error)
             }
             promise?.fail(error)
             return
@@ -195,8 +197,9 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         case .many(let commands, let replies):
             pending.append(.many(replies, expected: commands.count))
             write(commands, context: context, promise: promise)
-        case .withoutReplies(let commands):
-            write(commands, context: context, promise: promise)
+        case .subscription(let command, let confirmations, let confirmed):
+            pending.append(.subscription(confirmed, remaining: confirmations))
+            context.write(wrapOutboundOut(command.encoded), promise: promise)
         }
     }
 
@@ -236,12 +239,32 @@ final class RedisCommandHandler: ChannelDuplexHandler {
 
     /// Hands a reply to the caller waiting for it; `false` if nobody was.
     private func deliver(_ reply: RESPValue) -> Bool {
-        if case .push(let frame) = reply {  // out-of-band: pub/sub, not a reply to a caller
-            onPush?(frame)
+        if case .push(let frame) = reply {
+            // A subscription's confirmation answers the SUBSCRIBE or UNSUBSCRIBE waiting at the
+            // head; anything else (a message) is out-of-band, for the subscriber.
+            let kind = frame.first?.string?.lowercased()
+            if kind == "subscribe" || kind == "unsubscribe", case .subscription(let promise, let remaining)? = pending.first {
+                if remaining <= 1 {
+                    pending.removeFirst()
+                    promise.succeed(())
+                } else {
+                    pending[pending.startIndex] = .subscription(promise, remaining: remaining - 1)
+                }
+            } else {
+                onPush?(frame)
+            }
             return true
         }
         guard let first = pending.first else { return false }
         switch first {
+        case .subscription(let promise, _):
+            // A subscription command is answered by pushes; a plain reply here is its error.
+            pending.removeFirst()
+            if case .error(let message) = reply {
+                promise.fail(RedisError(.server, message))
+            } else {
+                promise.fail(RedisError(.unexpectedReply, "a subscription command got a plain reply"))
+            }
         case .one(let promise):
             pending.removeFirst()
             promise.succeed(reply)
@@ -272,6 +295,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
             switch next {
             case .one(let promise): promise.fail(error)
             case .many(let promise, _): promise.fail(error)
+            case .subscription(let promise, _): promise.fail(error)
             }
         }
     }

@@ -11,6 +11,8 @@ public struct RedisError: Error, CustomStringConvertible, Hashable {
         case unexpectedReply
         /// The configuration (URL) is invalid.
         case invalidConfiguration
+        /// A call's arguments are invalid.
+        case invalidArgument
     }
 
     public let code: Code

@@ -24,8 +24,10 @@ public final class RedisSubscriber: Sendable {
         var isShutdown = false
     }
     private let state = NIOLockedValueBox(State())
-    /// Serialises connecting, so concurrent first subscribers share one connection.
-    private let connectLock = AsyncLock()
+    /// Orders every change of subscriptions (and the reconnect) with the SUBSCRIBE or
+    /// UNSUBSCRIBE it sends, so the server's view follows the table: a channel left by one
+    /// subscriber and joined by the next is unsubscribed, then subscribed, never the reverse.
+    private let changes = AsyncLock()
 
     public init(configuration: RedisConfiguration, logger: Logger = Logger(label: "tern.redis.subscriber")) {
         var configuration = configuration
@@ -42,19 +44,26 @@ public final class RedisSubscriber: Sendable {
         to channels: [String], buffer: Int = 1024,
         _ body: (AsyncStream<RedisMessage>) async throws -> Result
     ) async throws -> Result {
+        guard !channels.isEmpty else { throw RedisError(.invalidArgument, "subscribe needs at least one channel") }
+        let channels = Array(Set(channels))
         let id = UUID()
         let (stream, continuation) = AsyncStream.makeStream(of: RedisMessage.self, bufferingPolicy: .bufferingNewest(buffer))
-        let added = state.withLockedValue { state in
-            channels.filter { channel in
-                defer { state.subscribers[channel, default: [:]][id] = continuation }
-                return state.subscribers[channel]?.isEmpty ?? true
+        do {
+            try await changes.withLock {
+                let added = state.withLockedValue { state in
+                    channels.filter { channel in
+                        defer { state.subscribers[channel, default: [:]][id] = continuation }
+                        return state.subscribers[channel]?.isEmpty ?? true
+                    }
+                }
+                let connection = try await connected()
+                try await connection.subscription(RESPCommand("SUBSCRIBE", added), channels: added.count)
             }
+        } catch {
+            await leave(id, channels: channels)
+            throw error
         }
         do {
-            let connection = try await connected()
-            if !added.isEmpty { try await connection.sendWithoutReply([RESPCommand("SUBSCRIBE", added)]) }
-            // Commands run in order: when PING answers, the SUBSCRIBE before it has taken effect.
-            _ = try await connection.send(RESPCommand("PING"))
             let result = try await body(stream)
             await leave(id, channels: channels)
             return result
@@ -76,40 +85,51 @@ public final class RedisSubscriber: Sendable {
     }
 
     private func leave(_ id: UUID, channels: [String]) async {
-        let (removed, connection, continuation) = state.withLockedValue { state in
-            var removed: [String] = []
-            var continuation: AsyncStream<RedisMessage>.Continuation?
-            for channel in channels {
-                continuation = state.subscribers[channel]?.removeValue(forKey: id) ?? continuation
-                if state.subscribers[channel]?.isEmpty == true {
-                    state.subscribers[channel] = nil
-                    removed.append(channel)
+        try? await changes.withLock {
+            let (removed, connection, continuation) = state.withLockedValue { state in
+                var removed: [String] = []
+                var continuation: AsyncStream<RedisMessage>.Continuation?
+                for channel in channels {
+                    continuation = state.subscribers[channel]?.removeValue(forKey: id) ?? continuation
+                    if state.subscribers[channel]?.isEmpty == true {
+                        state.subscribers[channel] = nil
+                        removed.append(channel)
+                    }
                 }
+                return (removed, state.connection, continuation)
             }
-            return (removed, state.connection, continuation)
+            continuation?.finish()
+            // If the connection is gone, so is the server's subscription.
+            if let connection, connection.isActive {
+                try? await connection.subscription(RESPCommand("UNSUBSCRIBE", removed), channels: removed.count)
+            }
         }
-        continuation?.finish()
-        if !removed.isEmpty { try? await connection?.sendWithoutReply([RESPCommand("UNSUBSCRIBE", removed)]) }
     }
 
+    /// The live connection, or a new one. Called only while holding `changes`.
     private func connected() async throws -> RedisConnection {
-        try await connectLock.withLock {
-            let current = try state.withLockedValue { state -> RedisConnection? in
-                if state.isShutdown { throw RedisError(.connectionClosed, "subscriber is shut down") }
-                return state.connection
-            }
-            if let current, current.isActive { return current }
-            let connection = try await RedisConnection.connect(to: configuration, logger: logger) { [weak self] frame in
-                self?.deliver(frame)
-            }
-            guard connection.protocolVersion == 3 else {
-                connection.close()
-                throw RedisError(.unexpectedReply, "pub/sub needs RESP3 (Redis 6 or later)")
-            }
-            state.withLockedValue { $0.connection = connection }
-            connection.closeFuture.whenComplete { [weak self] _ in self?.connectionClosed(connection) }
-            return connection
+        let current = try state.withLockedValue { state -> RedisConnection? in
+            if state.isShutdown { throw RedisError(.connectionClosed, "subscriber is shut down") }
+            return state.connection
         }
+        if let current, current.isActive { return current }
+        let connection = try await RedisConnection.connect(to: configuration, logger: logger) { [weak self] frame in
+            self?.deliver(frame)
+        }
+        guard connection.protocolVersion == 3 else {
+            connection.close()
+            throw RedisError(.unexpectedReply, "pub/sub needs RESP3 (Redis 6 or later)")
+        }
+        let isShutdown = state.withLockedValue { state in
+            if !state.isShutdown { state.connection = connection }
+            return state.isShutdown
+        }
+        if isShutdown {
+            connection.close()
+            throw RedisError(.connectionClosed, "subscriber is shut down")
+        }
+        connection.closeFuture.whenComplete { [weak self] _ in self?.connectionClosed(connection) }
+        return connection
     }
 
     private func deliver(_ frame: [RESPValue]) {
@@ -134,14 +154,16 @@ public final class RedisSubscriber: Sendable {
         Task {
             var delay = Duration.milliseconds(50)
             while true {
-                let channels = state.withLockedValue { $0.isShutdown ? nil : Array($0.subscribers.keys) }
-                guard let channels, !channels.isEmpty else { return }
                 do {
-                    let connection = try await connected()
-                    try await connection.sendWithoutReply([RESPCommand("SUBSCRIBE", channels)])
-                    _ = try await connection.send(RESPCommand("PING"))
-                    logger.info("pub/sub resubscribed", metadata: ["channels": "\(channels.count)"])
-                    return
+                    let done = try await changes.withLock { () async throws -> Bool in
+                        let channels = state.withLockedValue { $0.isShutdown ? [] : Array($0.subscribers.keys) }
+                        guard !channels.isEmpty else { return true }
+                        let connection = try await connected()
+                        try await connection.subscription(RESPCommand("SUBSCRIBE", channels), channels: channels.count)
+                        logger.info("pub/sub resubscribed", metadata: ["channels": "\(channels.count)"])
+                        return true
+                    }
+                    if done { return }
                 } catch {
                     try? await Task.sleep(for: delay)
                     delay = min(delay * 2, .seconds(2))

@@ -60,3 +60,25 @@ import TernTestSupport
         }
     }
 }
+
+@Suite struct RedisSubscriberErrorTests {
+    @Test func aRejectedSubscribeFailsTheSubscriberAlone() async throws {
+        try await TestServices.withRedis { (client: RedisClient) async throws in
+            let user = TestServices.uniqueName("nochannels")
+            try await client.send("ACL", "SETUSER", user, "on", ">secret", "~*", "resetchannels", "+@all")
+            var configuration = try RedisConfiguration(url: TestServices.redisURL)
+            configuration.username = user
+            configuration.password = "secret"
+            let subscriber = RedisSubscriber(configuration: configuration)
+            do {
+                try await subscriber.subscribe(to: ["forbidden"]) { _ in Issue.record("should not be subscribed") }
+                Issue.record("expected the server to refuse")
+            } catch let error as RedisError {
+                #expect(error.code == .server)
+                #expect(error.message.hasPrefix("NOPERM"))
+            }
+            subscriber.shutdown()
+            try await client.send("ACL", "DELUSER", user)
+        }
+    }
+}
