@@ -22,6 +22,24 @@ public func fuzz(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
     } catch {
         fatalError("unexpected error type: \(error)")
     }
+    // The connection's path: the resumable frame scanner, then the decoder on each whole frame.
+    var scanner = RESPFrameScanner(limits: limits)
+    var received = ByteBuffer(bytes: bytes[..<split])
+    do {
+        for part in [Array(bytes[split...]), []] {
+            received.writeBytes(part)
+            while let length = try scanner.frameLength(in: received) {
+                guard var frame = received.readSlice(length: length) else { fatalError("frame longer than the buffer") }
+                var frameDecoder = RESPDecoder(limits: limits)
+                // A complete frame never leaves the decoder asking for more bytes.
+                if try frameDecoder.decode(buffer: &frame) == nil { fatalError("scanner and decoder disagree") }
+            }
+        }
+    } catch is RESPDecodingError {
+        // Malformed input is expected to be rejected.
+    } catch {
+        fatalError("unexpected error type: \(error)")
+    }
     return 0
 }
 

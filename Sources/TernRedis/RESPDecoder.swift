@@ -148,7 +148,7 @@ public struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
     }
 
     /// A decimal integer with an optional sign, read from bytes.
-    private static func integer(_ bytes: ByteBufferView) throws -> Int64 {
+    static func integer(_ bytes: ByteBufferView) throws -> Int64 {
         var digits = bytes[...]
         var negative = false
         if let sign = digits.first, sign == UInt8(ascii: "-") || sign == UInt8(ascii: "+") {

@@ -168,6 +168,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
 
     private var pending = CircularBuffer<Pending>(initialCapacity: 64)
     private var closed = false
+    private var scanner = RESPFrameScanner()
     private var decoder = RESPDecoder()
     /// Bytes read but not yet decoded.
     private var received: ByteBuffer?
@@ -216,7 +217,11 @@ final class RedisCommandHandler: ChannelDuplexHandler {
             received!.writeBuffer(&bytes)
         }
         do {
-            while let reply = try decoder.decode(buffer: &received!) {
+            while let length = try scanner.frameLength(in: received!) {
+                // The frame is complete: it is decoded once, from its own slice.
+                guard var frame = received!.readSlice(length: length), let reply = try decoder.decode(buffer: &frame) else {
+                    throw RESPDecodingError(reason: "frame and decoder disagree")
+                }
                 guard deliver(reply) else {
                     failAll(RedisError(.unexpectedReply, "reply with no command waiting"))
                     context.close(promise: nil)

@@ -40,6 +40,7 @@ public final class RedisSubscriber: Sendable {
     /// Subscribes to `channels` for the duration of `body`, which reads the messages. Returns
     /// once the server has confirmed the subscription, so a message published after that point
     /// reaches `body`. At most `buffer` unread messages are kept; older ones are dropped.
+    @discardableResult
     public func subscribe<Result: Sendable>(
         to channels: [String], buffer: Int = 1024,
         _ body: (AsyncStream<RedisMessage>) async throws -> Result

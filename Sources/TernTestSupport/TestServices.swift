@@ -56,6 +56,7 @@ public func eventually(timeout: Duration = .seconds(30), _ condition: () async t
 
 extension TestServices {
     /// Runs `body` with a client of the test Redis (or of `url`), shut down afterwards.
+    @discardableResult
     public static func withRedis<Result: Sendable>(url: String? = nil, _ body: (RedisClient) async throws -> Result) async throws -> Result {
         let client = RedisClient(configuration: try RedisConfiguration(url: url ?? redisURL), logger: logger)
         do {

@@ -103,3 +103,31 @@ import Testing
         #expect(entry.array?[1].fieldDictionary == ["f": "v"])
     }
 }
+
+@Suite struct RESPFrameScannerTests {
+    @Test func findsEachFrameWholeOrFedByteByByte() throws {
+        for (text, _) in RESPDecoderTests.cases {
+            let bytes = Array(text.utf8)
+            var whole = RESPFrameScanner()
+            #expect(try whole.frameLength(in: ByteBuffer(bytes: bytes + Array("+next\r\n".utf8))) == bytes.count, "\(text)")
+            // Fed one byte at a time, it reports the frame exactly when its last byte arrives.
+            var incremental = RESPFrameScanner()
+            var buffer = ByteBuffer()
+            for (index, byte) in bytes.enumerated() {
+                buffer.writeInteger(byte)
+                let length = try incremental.frameLength(in: buffer)
+                #expect(length == (index == bytes.count - 1 ? bytes.count : nil), "\(text) at byte \(index)")
+            }
+        }
+    }
+
+    @Test func boundsWhatItScans() {
+        var limits = RESPLimits()
+        limits.maximumDepth = 2
+        limits.maximumBulkLength = 4
+        for input in ["*1\r\n*1\r\n*1\r\n:1\r\n", "$5\r\n", "?\r\n"] {
+            var scanner = RESPFrameScanner(limits: limits)
+            #expect(throws: RESPDecodingError.self) { try scanner.frameLength(in: ByteBuffer(string: input)) }
+        }
+    }
+}
