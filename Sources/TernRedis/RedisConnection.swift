@@ -169,6 +169,8 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     private var pending = CircularBuffer<Pending>(initialCapacity: 64)
     private var closed = false
     private var scanner = RESPFrameScanner()
+    /// Whether the reply at the front is incomplete and the scanner is following it.
+    private var awaitingFrame = false
     private var decoder = RESPDecoder()
     /// Bytes read but not yet decoded.
     private var received: ByteBuffer?
@@ -217,11 +219,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
             received!.writeBuffer(&bytes)
         }
         do {
-            while let length = try scanner.frameLength(in: received!) {
-                // The frame is complete: it is decoded once, from its own slice.
-                guard var frame = received!.readSlice(length: length), let reply = try decoder.decode(buffer: &frame) else {
-                    throw RESPDecodingError(reason: "frame and decoder disagree")
-                }
+            while let reply = try nextReply() {
                 guard deliver(reply) else {
                     failAll(RedisError(.unexpectedReply, "reply with no command waiting"))
                     context.close(promise: nil)
@@ -240,6 +238,23 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         } else if received!.readerIndex > 64 * 1024 {
             received!.discardReadBytes()
         }
+    }
+
+    /// The next whole reply in `received`, or `nil` until more bytes arrive. A reply that is
+    /// complete is decoded straight away; one that is not is then followed by the resumable
+    /// scanner, and decoded once, when its last byte has arrived.
+    private func nextReply() throws -> RESPValue? {
+        guard received!.readableBytes > 0 else { return nil }
+        if !awaitingFrame {
+            if let reply = try decoder.decode(buffer: &received!) { return reply }
+            awaitingFrame = true
+        }
+        guard let length = try scanner.frameLength(in: received!) else { return nil }
+        awaitingFrame = false
+        guard var frame = received!.readSlice(length: length), let reply = try decoder.decode(buffer: &frame) else {
+            throw RESPDecodingError(reason: "frame and decoder disagree")
+        }
+        return reply
     }
 
     /// Hands a reply to the caller waiting for it; `false` if nobody was.

@@ -130,3 +130,22 @@ import TernTestSupport
         await #expect(throws: RedisError.self) { _ = try await RedisConnection.connect(to: configuration) }
     }
 }
+
+@Suite struct RedisLargeReplyTests {
+    @Test func largeRepliesArriveWholeAcrossManyReads() async throws {
+        try await TestServices.withRedis { (client: RedisClient) async throws in
+            let key = TestServices.uniqueName("large")
+            let value = ByteBuffer(repeating: UInt8(ascii: "v"), count: 4 << 20)
+            try await client.set(key, to: value, expiresIn: 60)
+            #expect(try await client.get(key) == value)
+            let items = (0..<50_000).map { "item-\($0)" as any RESPArgument }
+            try await client.pushBack(key + ":list", items)
+            let list = try await client.send("LRANGE", key + ":list", 0, -1).array ?? []
+            #expect(list.count == 50_000)
+            #expect(list.last?.string == "item-49999")
+            // The connection is still in step afterwards.
+            #expect(try await client.send("PING").string == "PONG")
+            try await client.delete([key, key + ":list"])
+        }
+    }
+}
