@@ -27,6 +27,7 @@ public struct RESPFrameScanner: Sendable {
             }
             guard cr + 1 < view.endIndex else { return nil }
             guard view[cr + 1] == 0x0A else { throw RESPDecodingError(reason: "CR not followed by LF") }
+            guard cr > start else { throw RESPDecodingError(reason: "line without a type byte") }
             let header = view[(start + 1)..<cr]
             var next = cr + 2 - view.startIndex
             var opens = 0
