@@ -31,11 +31,6 @@ public struct RESPCommand: Sendable, Hashable {
 
     /// The command's name, upper-cased.
     public var name: String { arguments.first.map { String(buffer: $0).uppercased() } ?? "" }
-
-    /// Writes the command in RESP framing.
-    public func encode(into buffer: inout ByteBuffer) {
-        buffer.writeImmutableBuffer(encoded)
-    }
 }
 
 /// A value that can be sent as one argument of a command.

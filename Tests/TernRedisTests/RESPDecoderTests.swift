@@ -73,8 +73,7 @@ import Testing
     }
 
     @Test func encodesCommandsAsBulkStringArrays() {
-        var buffer = ByteBuffer()
-        RESPCommand("SET", "key", 42).encode(into: &buffer)
+        let buffer = RESPCommand("SET", "key", 42).encoded
         #expect(String(buffer: buffer) == "*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$2\r\n42\r\n")
     }
 
