@@ -3,11 +3,14 @@
 // until N commands are done. Prints one line: "<command> <requests per second>".
 import Foundation
 import NIOCore
+import NIOPosix
 import TernRedis
 
 @main
 enum RedisBench {
     static func main() async throws {
+        // As `tern api` and `tern worker` run: tasks on the event loops (see runTasksOnEventLoops).
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         var options: [String: String] = [:]
         var arguments = CommandLine.arguments.dropFirst().makeIterator()
         while let name = arguments.next(), let value = arguments.next() { options[name] = value }

@@ -35,6 +35,7 @@ struct APICommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "api", abstract: "Run the HTTP API and web UI.")
 
     func run() async throws {
+        runTasksOnEventLoops()
         let environment = Environment()
         let logger = Environment.logger("tern.api")
         var configuration = API.Configuration()
@@ -59,6 +60,7 @@ struct WorkerCommand: AsyncParsableCommand {
     var concurrency: Int?
 
     func run() async throws {
+        runTasksOnEventLoops()
         let environment = Environment()
         let logger = Environment.logger("tern.worker")
         var configuration = ChatWorker.Configuration()

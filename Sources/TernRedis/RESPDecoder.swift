@@ -45,28 +45,27 @@ public struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
         guard let marker = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) else { return nil }
         var body = buffer
         body.moveReaderIndex(forwardBy: 1)
-        guard let lineLength = try lineLength(body, limits: limits) else { return nil }
-        let lineBytes = body.readableBytesView.prefix(lineLength)
-        // Lines that hold text become strings; lengths and integers are read from the bytes.
-        var line: String { String(decoding: lineBytes, as: UTF8.self) }
+        guard let (lineLength, number) = try line(body, numeric: hasNumericLine(marker), limits: limits) else { return nil }
+        // Lines that hold text become strings; lengths and integers were read from the bytes.
+        var line: String { body.getString(at: body.readerIndex, length: lineLength) ?? "" }
         let value: RESPValue
         switch marker {
         case UInt8(ascii: "+"): value = .simpleString(line)
         case UInt8(ascii: "-"): value = .error(line)
-        case UInt8(ascii: ":"): value = .integer(try integer(lineBytes))
+        case UInt8(ascii: ":"): value = .integer(number)
         case UInt8(ascii: "("): value = .bigNumber(try bigNumber(line))
         case UInt8(ascii: ","): value = .double(try double(line))
         case UInt8(ascii: "_"):
             guard lineLength == 0 else { throw RESPDecodingError(reason: "null with a payload") }
             value = .null
         case UInt8(ascii: "#"):
-            switch lineBytes.first {
+            switch body.getInteger(at: body.readerIndex, as: UInt8.self) {
             case UInt8(ascii: "t") where lineLength == 1: value = .boolean(true)
             case UInt8(ascii: "f") where lineLength == 1: value = .boolean(false)
             default: throw RESPDecodingError(reason: "boolean that is not t or f")
             }
         case UInt8(ascii: "$"), UInt8(ascii: "!"), UInt8(ascii: "="):
-            let length = try integer(lineBytes)
+            let length = number
             body.moveReaderIndex(forwardBy: lineLength + 2)
             if length == -1 && marker == UInt8(ascii: "$") {
                 value = .bulkString(nil)
@@ -85,7 +84,7 @@ public struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
                 value = .bulkString(bytes.getSlice(at: bytes.readerIndex + 4, length: bytes.readableBytes - 4))
             }
         case UInt8(ascii: "*"), UInt8(ascii: "~"), UInt8(ascii: ">"), UInt8(ascii: "%"), UInt8(ascii: "|"):
-            let count = try integer(lineBytes)
+            let count = number
             body.moveReaderIndex(forwardBy: lineLength + 2)
             if count == -1 && marker == UInt8(ascii: "*") {
                 value = .array(nil)
@@ -132,23 +131,28 @@ public struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
         }
     }
 
-    /// The length of the line at the front of `buffer` (up to CRLF); `nil` if it has not fully
-    /// arrived.
-    private static func lineLength(_ buffer: ByteBuffer, limits: RESPLimits) throws -> Int? {
-        let view = buffer.readableBytesView
-        let searchEnd = view.index(view.startIndex, offsetBy: min(view.count, limits.maximumLineLength + 2))
-        guard let cr = view[view.startIndex..<searchEnd].firstIndex(of: 0x0D) else {
-            if view.count > limits.maximumLineLength + 1 { throw RESPDecodingError(reason: "line longer than \(limits.maximumLineLength) bytes") }
-            return nil
+    /// Whether the line after `marker` is a decimal number (an integer, a length or a count).
+    static func hasNumericLine(_ marker: UInt8) -> Bool {
+        marker == UInt8(ascii: ":") || isAggregateOrBulk(marker)
+    }
+
+    /// The length of the line at the front of `buffer` (up to CRLF) and, if `numeric`, the
+    /// number it holds (else 0); `nil` if the line has not fully arrived.
+    private static func line(_ buffer: ByteBuffer, numeric: Bool, limits: RESPLimits) throws -> (length: Int, number: Int64)? {
+        try buffer.withUnsafeReadableBytes { bytes in
+            let searched = bytes[..<min(bytes.count, limits.maximumLineLength + 2)]
+            guard let cr = searched.firstIndex(of: 0x0D) else {
+                if bytes.count > limits.maximumLineLength + 1 { throw RESPDecodingError(reason: "line longer than \(limits.maximumLineLength) bytes") }
+                return nil
+            }
+            guard bytes.count >= cr + 2 else { return nil }
+            guard bytes[cr + 1] == 0x0A else { throw RESPDecodingError(reason: "CR not followed by LF") }
+            return (cr, numeric ? try integer(bytes[..<cr]) : 0)
         }
-        let length = cr - view.startIndex
-        guard view.count >= length + 2 else { return nil }
-        guard view[cr + 1] == 0x0A else { throw RESPDecodingError(reason: "CR not followed by LF") }
-        return length
     }
 
     /// A decimal integer with an optional sign, read from bytes.
-    static func integer(_ bytes: ByteBufferView) throws -> Int64 {
+    static func integer<Bytes: Collection<UInt8>>(_ bytes: Bytes) throws -> Int64 {
         var digits = bytes[...]
         var negative = false
         if let sign = digits.first, sign == UInt8(ascii: "-") || sign == UInt8(ascii: "+") {

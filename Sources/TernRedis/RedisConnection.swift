@@ -171,7 +171,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     private var scanner = RESPFrameScanner()
     /// Whether the reply at the front is incomplete and the scanner is following it.
     private var awaitingFrame = false
-    private var decoder = RESPDecoder()
+    private let limits = RESPLimits()
     /// Bytes read but not yet decoded.
     private var received: ByteBuffer?
     /// Replies gathered so far for the pipeline at the head of `pending` (only the head gathers).
@@ -207,19 +207,26 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     }
 
     private func write(_ commands: [RESPCommand], context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
-        for command in commands.dropLast() { context.write(wrapOutboundOut(command.encoded), promise: nil) }
-        context.write(wrapOutboundOut(commands[commands.count - 1].encoded), promise: promise)
+        // One buffer for the whole pipeline: copying a few bytes is cheaper than a pending write
+        // (and an iovec) per command.
+        var buffer = context.channel.allocator.buffer(capacity: commands.reduce(0) { $0 + $1.encoded.readableBytes })
+        for command in commands { buffer.writeImmutableBuffer(command.encoded) }
+        context.write(wrapOutboundOut(buffer), promise: promise)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // The unread bytes are worked on as a local value (not the stored property), so decoding
+        // a read full of replies does not pay for an exclusivity check on every access.
         var bytes = unwrapInboundIn(data)
-        if received == nil || received!.readableBytes == 0 {
-            received = bytes
+        var buffer: ByteBuffer
+        if var earlier = received.take(), earlier.readableBytes > 0 {
+            earlier.writeBuffer(&bytes)
+            buffer = earlier
         } else {
-            received!.writeBuffer(&bytes)
+            buffer = bytes
         }
         do {
-            while let reply = try nextReply() {
+            while let reply = try nextReply(from: &buffer) {
                 guard deliver(reply) else {
                     failAll(RedisError(.unexpectedReply, "reply with no command waiting"))
                     context.close(promise: nil)
@@ -233,25 +240,24 @@ final class RedisCommandHandler: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
-        if received!.readableBytes == 0 {
-            received = nil
-        } else if received!.readerIndex > 64 * 1024 {
-            received!.discardReadBytes()
+        if buffer.readableBytes > 0 {
+            if buffer.readerIndex > 64 * 1024 { buffer.discardReadBytes() }
+            received = buffer
         }
     }
 
-    /// The next whole reply in `received`, or `nil` until more bytes arrive. A reply that is
+    /// The next whole reply in `buffer`, or `nil` until more bytes arrive. A reply that is
     /// complete is decoded straight away; one that is not is then followed by the resumable
     /// scanner, and decoded once, when its last byte has arrived.
-    private func nextReply() throws -> RESPValue? {
-        guard received!.readableBytes > 0 else { return nil }
+    private func nextReply(from buffer: inout ByteBuffer) throws -> RESPValue? {
+        guard buffer.readableBytes > 0 else { return nil }
         if !awaitingFrame {
-            if let reply = try decoder.decode(buffer: &received!) { return reply }
+            if let reply = try RESPDecoder.parse(&buffer, depth: 0, limits: limits) { return reply }
             awaitingFrame = true
         }
-        guard let length = try scanner.frameLength(in: received!) else { return nil }
+        guard let length = try scanner.frameLength(in: buffer) else { return nil }
         awaitingFrame = false
-        guard var frame = received!.readSlice(length: length), let reply = try decoder.decode(buffer: &frame) else {
+        guard var frame = buffer.readSlice(length: length), let reply = try RESPDecoder.parse(&frame, depth: 0, limits: limits) else {
             throw RESPDecodingError(reason: "frame and decoder disagree")
         }
         return reply
@@ -289,6 +295,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
             pending.removeFirst()
             promise.succeed(reply)
         case .many(let promise, let expected):
+            if gathered.isEmpty { gathered.reserveCapacity(expected) }
             gathered.append(reply)
             if gathered.count == expected {
                 pending.removeFirst()
