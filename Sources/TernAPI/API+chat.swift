@@ -128,19 +128,17 @@ extension API {
         onEvent: (ChatEvent) async throws -> Bool,
         onIdle: () async throws -> Void
     ) async throws {
-        try await redis.withDedicatedConnection { connection in
-            var lastID = "0"
-            while true {
-                let batch = try await events.read(job, after: lastID, blockMilliseconds: configuration.heartbeatMilliseconds, on: connection)
-                if batch.isEmpty {
-                    try await onIdle()
-                    continue
-                }
-                for entry in batch {
-                    lastID = entry.id
-                    guard let event = ChatEvent(fields: entry.fields) else { continue }
-                    if try await !onEvent(event) { return }
-                }
+        var lastID = "0"
+        while true {
+            let batch = try await events.read(job, after: lastID, block: .milliseconds(configuration.heartbeatMilliseconds))
+            if batch.isEmpty {
+                try await onIdle()
+                continue
+            }
+            for entry in batch {
+                lastID = entry.id
+                guard let event = ChatEvent(fields: entry.fields) else { continue }
+                if try await !onEvent(event) { return }
             }
         }
     }

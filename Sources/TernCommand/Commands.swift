@@ -48,8 +48,7 @@ struct APICommand: AsyncParsableCommand {
             configuration: configuration, store: Store(client: postgres, logger: logger), redis: redis,
             queue: JobQueue(name: environment.queueName, client: redis, lease: try environment.lease),
             events: JobEvents(client: redis), logger: logger)
-        try await runUntilSignalled([postgres, api.application()], logger: logger)
-        await redis.shutdown()
+        try await runUntilSignalled([postgres, redis, api.application()], logger: logger)
     }
 }
 
@@ -73,8 +72,7 @@ struct WorkerCommand: AsyncParsableCommand {
             queue: JobQueue(name: environment.queueName, client: redis, lease: try environment.lease),
             events: JobEvents(client: redis), store: Store(client: postgres, logger: logger),
             provider: OpenAIProvider(configuration: environment.provider), logger: logger)
-        try await runUntilSignalled([postgres, worker], logger: logger)
-        await redis.shutdown()
+        try await runUntilSignalled([postgres, redis, worker], logger: logger)
     }
 }
 

@@ -1,3 +1,4 @@
+import NIOCore
 import TernRedis
 
 /// One event in a job's event stream.
@@ -12,6 +13,8 @@ public struct JobEvent: Sendable, Hashable {
     }
 
     public var type: String { fields["type"] ?? "" }
+
+    init(_ entry: StreamEntry) { self.init(id: entry.id, fields: entry.fields) }
 }
 
 /// The per-job event streams: the worker appends (tokens, completion, errors), the API reads.
@@ -39,24 +42,16 @@ public struct JobEvents: Sendable {
         return try replies[0].get().string ?? ""
     }
 
-    /// Reads events after `lastID` ("0" for all), waiting up to `blockMilliseconds` for new ones.
-    /// Uses `connection` because the wait blocks it.
-    public func read(_ job: JobID, after lastID: String, blockMilliseconds: Int, count: Int = 256, on connection: RedisConnection) async throws -> [JobEvent] {
-        let reply = try await connection.send(RESPCommand(
-            "XREAD", "COUNT", count, "BLOCK", blockMilliseconds, "STREAMS", key(job), lastID))
-        return reply.firstStreamEntries.compactMap(Self.event(from:))
+    /// Reads events after `lastID` ("0" for all), waiting up to `block` for new ones.
+    public func read(_ job: JobID, after lastID: String, block: Duration, count: Int = 256) async throws -> [JobEvent] {
+        try await client.streamRead(key(job), after: lastID, count: count, block: TimeAmount(block)).map(JobEvent.init)
     }
 }
 
 extension JobEvents {
     /// Every event of a job so far, without waiting.
     public func all(_ job: JobID) async throws -> [JobEvent] {
-        let reply = try await client.send("XRANGE", key(job), "-", "+")
-        return (reply.array ?? []).compactMap(Self.event(from:))
+        try await client.streamRange(key(job)).map(JobEvent.init)
     }
 
-    static func event(from entry: RESPValue) -> JobEvent? {
-        guard let pair = entry.array, pair.count == 2, let id = pair[0].string else { return nil }
-        return JobEvent(id: id, fields: pair[1].fieldDictionary)
-    }
 }

@@ -57,36 +57,22 @@ public struct JobQueue: Sendable {
     /// The stream holding the queue's jobs.
     public var streamKey: String { "tern:{\(name.rawValue)}:jobs" }
 
-    var leaseMilliseconds: Int64 {
-        let (seconds, attoseconds) = lease.components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-    }
-
     /// Creates the stream and its consumer group if they do not exist.
     public func prepare() async throws {
-        do {
-            try await client.send("XGROUP", "CREATE", streamKey, Self.group, "0", "MKSTREAM")
-        } catch let error as RedisError where error.code == .server && error.message.hasPrefix("BUSYGROUP") {
-            // Already there.
-        }
+        try await client.streamCreateGroup(streamKey, group: Self.group, startingAt: "0")
     }
 
     /// Adds a job to the queue.
     public func enqueue(id: JobID, type: String, payload: String) async throws {
-        try await client.send("XADD", streamKey, "*", "id", id.rawValue, "type", type, "payload", payload)
+        try await client.streamAdd(streamKey, [("id", id.rawValue), ("type", type), ("payload", payload)])
     }
 
     /// Waits up to `block` for a job and claims it for `consumer`: first a job whose lease has
     /// expired, then a new one. Returns `nil` when none arrived in time.
     public func claim(consumer: String, block: Duration) async throws -> ClaimedJob? {
         if let orphan = try await claimExpired(consumer: consumer) { return orphan }
-        let blockMilliseconds = max(1, block.components.seconds * 1000 + block.components.attoseconds / 1_000_000_000_000_000)
-        let reply = try await client.withDedicatedConnection { connection in
-            try await connection.send(RESPCommand(
-                "XREADGROUP", "GROUP", Self.group, consumer, "COUNT", 1, "BLOCK", blockMilliseconds,
-                "STREAMS", streamKey, ">"))
-        }
-        guard let entry = reply.firstStreamEntries.first?.array else { return nil }
+        let entries = try await client.streamReadGroup(streamKey, group: Self.group, consumer: consumer, count: 1, block: TimeAmount(block))
+        guard let entry = entries.first else { return nil }
         return try await job(from: entry, attempt: 1)
     }
 
@@ -112,15 +98,13 @@ public struct JobQueue: Sendable {
     private func claimExpired(consumer: String) async throws -> ClaimedJob? {
         var cursor = "0-0"
         for _ in 0..<Self.maximumRecoveryCalls {
-            let reply = try await client.send("XAUTOCLAIM", streamKey, Self.group, consumer, leaseMilliseconds, cursor, "COUNT", 1)
-            // [next-cursor, [[id, [fields]]], [deleted ids]]
-            guard let parts = reply.array, parts.count >= 2 else { return nil }
-            if let entry = parts[1].array?.first?.array, let entryID = entry.first?.string {
-                let pending = try await client.send("XPENDING", streamKey, Self.group, entryID, entryID, 1)
-                let deliveries = pending.array?.first?.array?.dropFirst(3).first?.int ?? 2
-                return try await job(from: entry, attempt: Int(deliveries))
+            let claimed = try await client.streamAutoClaim(
+                streamKey, group: Self.group, consumer: consumer, minimumIdle: lease, start: cursor, count: 1)
+            if let entry = claimed.entries.first {
+                let pending = try await client.streamPending(streamKey, group: Self.group, from: entry.id, to: entry.id, count: 1)
+                return try await job(from: entry, attempt: Int(pending.first?.deliveries ?? 2))
             }
-            cursor = parts[0].string ?? "0-0"
+            cursor = claimed.next
             if cursor == "0-0" { return nil }
         }
         return nil
@@ -131,11 +115,8 @@ public struct JobQueue: Sendable {
 
     /// Reads a claimed entry. An entry that is not a job (written by something else, or corrupt)
     /// can never succeed: it is acknowledged and deleted, and the claim reports no job.
-    private func job(from entry: [RESPValue], attempt: Int) async throws -> ClaimedJob? {
-        guard entry.count == 2, let entryID = entry[0].string else {
-            throw RedisError(.unexpectedReply, "stream entry has an unexpected shape")
-        }
-        let fields = entry[1].fieldDictionary
+    private func job(from entry: StreamEntry, attempt: Int) async throws -> ClaimedJob? {
+        let (entryID, fields) = (entry.id, entry.fields)
         guard let idText = fields["id"], let id = JobID(idText), let type = fields["type"], let payload = fields["payload"] else {
             client.logger.error("discarding a queue entry that is not a job", metadata: ["queue": "\(name)", "entry": "\(entryID)"])
             _ = try await client.pipeline([RESPCommand("XACK", streamKey, Self.group, entryID), RESPCommand("XDEL", streamKey, entryID)])

@@ -8,7 +8,7 @@ extension RESPCommand {
         let arguments = Array(self.arguments.dropFirst())
         switch name {
         case "PING", "ECHO", "HELLO", "AUTH", "SELECT", "CLIENT", "INFO", "SCRIPT", "MULTI", "EXEC", "DISCARD",
-             "PUBLISH", "SUBSCRIBE", "UNSUBSCRIBE", "CLUSTER", "FLUSHALL", "FLUSHDB", "DBSIZE", "TIME", "PUBSUB":
+             "PUBLISH", "SUBSCRIBE", "UNSUBSCRIBE", "PSUBSCRIBE", "PUNSUBSCRIBE", "CLUSTER", "FLUSHALL", "FLUSHDB", "DBSIZE", "TIME", "PUBSUB":
             return []
         case "DEL", "UNLINK", "EXISTS", "MGET", "WATCH", "TOUCH":
             return arguments

@@ -5,8 +5,12 @@ import NIOCore
 public struct RESPCommand: Sendable, Hashable {
     /// The command in RESP framing.
     public let encoded: ByteBuffer
+    /// Whether the command changes its connection's state for the commands after it (pub/sub
+    /// modes, MULTI, WATCH, SELECT, ...): never sent alone on a connection others share.
+    public let isConnectionScoped: Bool
 
     public init(_ name: String, _ arguments: [any RESPArgument] = []) {
+        isConnectionScoped = Self.connectionScoped.contains(name.uppercased())
         var buffer = ByteBufferAllocator().buffer(capacity: 16 + name.utf8.count + 24 * arguments.count)
         buffer.writeInteger(UInt8(ascii: "*"))
         buffer.writeDecimal(arguments.count + 1)
@@ -28,6 +32,11 @@ public struct RESPCommand: Sendable, Hashable {
         for element in elements { if case .bulkString(let bytes?) = element { result.append(bytes) } }
         return result
     }
+
+    static let connectionScoped: Set<String> = [
+        "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE", "MONITOR",
+        "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "SELECT", "HELLO", "AUTH", "RESET", "QUIT",
+    ]
 
     /// The command's name, upper-cased.
     public var name: String { arguments.first.map { String(buffer: $0).uppercased() } ?? "" }

@@ -73,7 +73,9 @@ extension RedisClient {
     /// BLPOP on a dedicated connection, so the wait never holds up other commands. Returns the
     /// key and value, or `nil` when `timeoutSeconds` passed.
     public func blockingPopFront(_ keys: [String], timeoutSeconds: Double) async throws -> (key: String, value: ByteBuffer)? {
-        let reply = try await withDedicatedConnection { try await $0.send(RESPCommand("BLPOP", keys + [String(timeoutSeconds)])) }
+        let reply = try await withDedicatedConnection { connection in
+            try await connection.send(RESPCommand("BLPOP", keys + [String(timeoutSeconds)]), blockingFor: .milliseconds(Int64(timeoutSeconds * 1000)))
+        }
         guard let pair = reply.array, pair.count == 2, let key = pair[0].string, case .bulkString(let value?) = pair[1] else { return nil }
         return (key, value)
     }
@@ -99,32 +101,12 @@ extension RedisClient {
         try integer(await send(RESPCommand("ZREM", [key] + members)))
     }
 
-    // MARK: Streams
-
-    /// XADD with an optional approximate length cap: the new entry's id.
-    @discardableResult
-    public func streamAdd(_ key: String, maximumLength: Int? = nil, _ fields: [(String, any RESPArgument)]) async throws -> String {
-        var arguments: [any RESPArgument] = [key]
-        if let maximumLength { arguments += ["MAXLEN", "~", maximumLength] }
-        arguments.append("*")
-        arguments += fields.flatMap { [$0.0, $0.1] as [any RESPArgument] }
-        guard let id = try await send(RESPCommand("XADD", arguments)).string else {
-            throw RedisError(.unexpectedReply, "XADD returned no id")
-        }
-        return id
-    }
-
-    /// XLEN.
-    public func streamLength(_ key: String) async throws -> Int64 {
-        try integer(await send("XLEN", key))
-    }
-
     // MARK: Transactions and server
 
     /// MULTI … EXEC in one round trip: every command's result, or `nil` if a WATCHed key changed.
     /// A command that fails inside the transaction fails alone, as Redis does.
     public func transaction(_ commands: [RESPCommand]) async throws -> [Result<RESPValue, RedisError>]? {
-        try Self.execResults(try await pipeline([RESPCommand("MULTI")] + commands + [RESPCommand("EXEC")]))
+        try Self.execResults(try await transactionPipeline(commands))
     }
 
     /// An optimistic transaction: WATCH `keys` on a connection of its own, let `body` read
@@ -166,7 +148,39 @@ extension RedisClient {
         return result
     }
 
-    private func integer(_ reply: RESPValue) throws -> Int64 {
+    // MARK: Pub/sub and clients
+
+    /// PUBLISH: how many subscribers received the message.
+    @discardableResult
+    public func publish(_ message: any RESPArgument, to channel: String) async throws -> Int64 {
+        try integer(await send("PUBLISH", channel, message))
+    }
+
+    /// CLIENT ID of one of the shared connections.
+    public func clientID() async throws -> Int64 {
+        try integer(await send("CLIENT", "ID"))
+    }
+
+    /// CLIENT LIST: one dictionary per connection (`id`, `name`, `cmd`, `addr`, ...).
+    public func clientList() async throws -> [[String: String]] {
+        let text = try await send("CLIENT", "LIST").string ?? ""
+        return text.split(whereSeparator: \.isNewline).map { line in
+            var fields: [String: String] = [:]
+            for pair in line.split(separator: " ") {
+                let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                if parts.count == 2 { fields[String(parts[0])] = String(parts[1]) }
+            }
+            return fields
+        }
+    }
+
+    /// CLIENT KILL ID: whether a connection was closed.
+    @discardableResult
+    public func clientKill(id: Int64) async throws -> Bool {
+        try integer(await send("CLIENT", "KILL", "ID", id)) == 1
+    }
+
+    func integer(_ reply: RESPValue) throws -> Int64 {
         guard case .integer(let value) = reply else { throw RedisError(.unexpectedReply, "expected an integer reply") }
         return value
     }

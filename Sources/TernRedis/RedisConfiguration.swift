@@ -21,6 +21,33 @@ public struct RedisConfiguration: Sendable {
     public var clientName: String? = "tern"
     /// TLS settings; `nil` for plain TCP. `rediss://` URLs turn it on with the system's roots.
     public var tls: TLSConfiguration?
+    /// How long a reply may take. A connection whose oldest command has waited longer is
+    /// closed (RESP cannot skip one reply) and its commands fail with `timedOut`. Commands that
+    /// wait on the server (BLPOP, XREAD BLOCK) get their blocking time on top.
+    public var commandTimeout: TimeAmount = .seconds(10)
+    /// A connection with no traffic for this long sends PING, so a dead peer or a silently
+    /// dropped NAT mapping is found before a caller needs the connection; `nil` never pings.
+    public var keepAliveInterval: TimeAmount? = .seconds(30)
+    /// How `RedisClient` shares connections.
+    public var pool = Pool()
+
+    /// How `RedisClient` shares connections among its callers.
+    public struct Pool: Sendable {
+        /// Connections for ordinary commands; concurrent callers are pipelined on them, spread
+        /// round-robin.
+        public var pipelinedConnections: Int = 2
+        /// Most dedicated connections (blocking commands, WATCH) in use at once; past it callers
+        /// wait up to `connectTimeout` for one, then fail with `poolExhausted`.
+        public var maximumDedicated: Int = 256
+        /// Idle dedicated connections `RedisClient.run()` keeps open and ready.
+        public var minimumIdleDedicated: Int = 0
+        /// Most idle dedicated connections kept for reuse; any more are closed when returned.
+        public var maximumIdleDedicated: Int = 16
+        /// An idle dedicated connection unused this long is closed.
+        public var idleTimeout: Duration = .seconds(60)
+
+        public init() {}
+    }
 
     public init() {}
 

@@ -10,10 +10,13 @@ public final class RedisConnection: Sendable {
     let logger: Logger
     /// 3 when the handshake switched to RESP3 (maps, sets, push frames), else 2.
     public let protocolVersion: Int
+    /// How long a reply may take (see `RedisConfiguration.commandTimeout`).
+    public let commandTimeout: TimeAmount
 
-    init(channel: any Channel, protocolVersion: Int, logger: Logger) {
+    init(channel: any Channel, protocolVersion: Int, commandTimeout: TimeAmount, logger: Logger) {
         self.channel = channel
         self.protocolVersion = protocolVersion
+        self.commandTimeout = commandTimeout
         self.logger = logger
     }
 
@@ -40,7 +43,8 @@ public final class RedisConnection: Sendable {
                             let serverName = configuration.host.first?.isLetter == true ? configuration.host : nil
                             try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tlsContext, serverHostname: serverName))
                         }
-                        try channel.pipeline.syncOperations.addHandler(RedisCommandHandler(onPush: onPush))
+                        try channel.pipeline.syncOperations.addHandler(RedisCommandHandler(
+                            commandTimeout: configuration.commandTimeout, keepAliveInterval: configuration.keepAliveInterval, onPush: onPush))
                     }
                 }
                 .connect(host: configuration.host, port: configuration.port)
@@ -54,7 +58,7 @@ public final class RedisConnection: Sendable {
         defer { timeout.cancel() }
         do {
             let protocolVersion = try await handshake(channel: channel, configuration: configuration)
-            return RedisConnection(channel: channel, protocolVersion: protocolVersion, logger: logger)
+            return RedisConnection(channel: channel, protocolVersion: protocolVersion, commandTimeout: configuration.commandTimeout, logger: logger)
         } catch {
             channel.close(promise: nil)
             throw error
@@ -64,7 +68,8 @@ public final class RedisConnection: Sendable {
     /// HELLO 3 (with AUTH and SETNAME) when the configuration asks for RESP3 and the server knows
     /// it; otherwise RESP2 with AUTH and CLIENT SETNAME. Then SELECT. Returns the protocol spoken.
     private static func handshake(channel: any Channel, configuration: RedisConfiguration) async throws -> Int {
-        let bare = RedisConnection(channel: channel, protocolVersion: 2, logger: Logger(label: "tern.redis.handshake"))
+        let bare = RedisConnection(
+            channel: channel, protocolVersion: 2, commandTimeout: configuration.commandTimeout, logger: Logger(label: "tern.redis.handshake"))
         var protocolVersion = 2
         if configuration.protocolVersion == 3 {
             var hello: [any RESPArgument] = [3]
@@ -93,9 +98,11 @@ public final class RedisConnection: Sendable {
     public var isActive: Bool { channel.isActive }
 
     /// Sends one command and returns its reply; an error reply throws `RedisError.server`.
-    public func send(_ command: RESPCommand) async throws -> RESPValue {
+    /// `blockingFor` is how long the server may hold the command before it answers (BLPOP,
+    /// XREAD BLOCK): it adds to the command timeout.
+    public func send(_ command: RESPCommand, blockingFor: TimeAmount = .zero) async throws -> RESPValue {
         let promise = channel.eventLoop.makePromise(of: RESPValue.self)
-        let reply = try await submit(.one(command, promise), promise)
+        let reply = try await submit(.one(command, promise), timeout: commandTimeout + blockingFor, promise)
         if case .error(let message) = reply { throw RedisError(.server, message) }
         return reply
     }
@@ -104,20 +111,22 @@ public final class RedisConnection: Sendable {
     public func pipeline(_ commands: [RESPCommand]) async throws -> [Result<RESPValue, RedisError>] {
         guard !commands.isEmpty else { return [] }
         let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
-        return try await submit(.many(commands, promise), promise).map { reply in
+        return try await submit(.many(commands, promise), timeout: commandTimeout, promise).map { reply in
             if case .error(let message) = reply { return .failure(RedisError(.server, message)) }
             return .success(reply)
         }
     }
 
-    private func submit<Reply: Sendable>(_ request: RedisRequest, _ promise: EventLoopPromise<Reply>) async throws -> Reply {
+    private func submit<Reply: Sendable>(
+        _ request: RedisRequest, timeout: TimeAmount, _ promise: EventLoopPromise<Reply>
+    ) async throws -> Reply {
         // If the channel closed before the handler saw the request, the write itself fails:
         // fail the caller too (a promise completes once; the later completion is ignored).
         let written = channel.eventLoop.makePromise(of: Void.self)
         written.futureResult.whenFailure { error in
             promise.fail(RedisError(.connectionClosed, "could not send: \(error)"))
         }
-        channel.writeAndFlush(request, promise: written)
+        channel.writeAndFlush(RedisRequest.Timed(request: request, timeout: timeout), promise: written)
         // A cancelled caller stops waiting at once. The commands were sent and cannot be taken
         // back; their replies still arrive in order and complete the (already failed) promise,
         // which ignores them, so the connection stays in step for everyone else.
@@ -128,12 +137,13 @@ public final class RedisConnection: Sendable {
         }
     }
 
-    /// Sends SUBSCRIBE or UNSUBSCRIBE on a RESP3 connection, whose answer is one confirmation push
-    /// frame per channel (or one error reply). Returns once all confirmations have arrived.
+    /// Sends SUBSCRIBE or UNSUBSCRIBE (or their pattern forms) on a RESP3 connection, whose
+    /// answer is one confirmation push frame per channel (or one error reply). Returns once all
+    /// confirmations have arrived.
     public func subscription(_ command: RESPCommand, channels: Int) async throws {
         guard channels > 0 else { return }
         let promise = channel.eventLoop.makePromise(of: Void.self)
-        try await submit(.subscription(command, confirmations: channels, promise), promise)
+        try await submit(.subscription(command, confirmations: channels, promise), timeout: commandTimeout, promise)
     }
 
     /// Completes when the connection has closed, for whatever reason.
@@ -151,21 +161,47 @@ enum RedisRequest: Sendable {
     case many([RESPCommand], EventLoopPromise<[RESPValue]>)
     /// SUBSCRIBE or UNSUBSCRIBE: answered by a confirmation push frame per channel.
     case subscription(RESPCommand, confirmations: Int, EventLoopPromise<Void>)
+
+    /// A request with how long its replies may take.
+    struct Timed: Sendable {
+        var request: RedisRequest
+        var timeout: TimeAmount
+    }
+
+    func fail(_ error: any Error) {
+        switch self {
+        case .one(_, let reply): reply.fail(error)
+        case .many(_, let replies): replies.fail(error)
+        case .subscription(_, _, let confirmed): confirmed.fail(error)
+        }
+    }
 }
 
 /// Writes commands, decodes the byte stream into replies and hands them back in order. Runs on
-/// the channel's event loop only.
+/// the channel's event loop only. A timer closes the connection when its oldest command has
+/// waited too long, and sends PING when the connection has been quiet for a while.
 final class RedisCommandHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = RedisRequest
+    typealias OutboundIn = RedisRequest.Timed
     typealias OutboundOut = ByteBuffer
 
-    private enum Pending {
+    private enum Waiting {
         case one(EventLoopPromise<RESPValue>)
         case many(EventLoopPromise<[RESPValue]>, expected: Int)
         case subscription(EventLoopPromise<Void>, remaining: Int)
+        /// A keep-alive PING, whose answer nobody waits for.
+        case keepAlive
+    }
+    private struct Pending {
+        var waiting: Waiting
+        var deadline: NIODeadline
     }
 
+    private let commandTimeout: TimeAmount
+    private let keepAliveInterval: TimeAmount?
+    private var timer: RepeatedTask?
+    /// When the server last sent something, or a command was last written.
+    private var lastTraffic = NIODeadline.now()
     private var pending = CircularBuffer<Pending>(initialCapacity: 64)
     private var closed = false
     private var scanner = RESPFrameScanner()
@@ -178,30 +214,61 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     private var gathered: [RESPValue] = []
     private let onPush: (@Sendable ([RESPValue]) -> Void)?
 
-    init(onPush: (@Sendable ([RESPValue]) -> Void)? = nil) { self.onPush = onPush }
+    init(commandTimeout: TimeAmount, keepAliveInterval: TimeAmount?, onPush: (@Sendable ([RESPValue]) -> Void)? = nil) {
+        self.commandTimeout = commandTimeout
+        self.keepAliveInterval = keepAliveInterval
+        self.onPush = onPush
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        // Checks a few times per timeout: a stuck reply is noticed within a quarter of the
+        // timeout after its deadline, at a cost of one timer per connection.
+        let shortest = min(commandTimeout, keepAliveInterval ?? commandTimeout)
+        let tick = TimeAmount.nanoseconds(min(max(shortest.nanoseconds / 4, 10_000_000), 1_000_000_000))
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let contextBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in
+            loopBound.value.checkTimers(context: contextBound.value)
+        }
+        context.fireChannelActive()
+    }
+
+    private func checkTimers(context: ChannelHandlerContext) {
+        guard !closed else { return }
+        let now = NIODeadline.now()
+        if let oldest = pending.first {
+            guard oldest.deadline < now else { return }
+            failAll(RedisError(.timedOut, "no reply from the server within \(commandTimeout)"))
+            context.close(promise: nil)
+        } else if let keepAliveInterval, now - lastTraffic >= keepAliveInterval {
+            pending.append(Pending(waiting: .keepAlive, deadline: now + commandTimeout))
+            lastTraffic = now
+            context.writeAndFlush(wrapOutboundOut(Self.ping.encoded), promise: nil)
+        }
+    }
+
+    private static let ping = RESPCommand("PING")
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let request = unwrapOutboundIn(data)
+        let timed = unwrapOutboundIn(data)
         guard !closed else {
             let error = RedisError(.connectionClosed, "connection is closed")
-            switch request {
-            case .one(_, let reply): reply.fail(error)
-            case .many(_, let replies): replies.fail(error)
-            case .subscription(_, _, let confirmed): confirmed.fail(error)
-            }
+            timed.request.fail(error)
             promise?.fail(error)
             return
         }
+        lastTraffic = .now()
+        let deadline = lastTraffic + timed.timeout
         // Each command is already encoded: it goes out as is, gathered into one write by the flush.
-        switch request {
+        switch timed.request {
         case .one(let command, let reply):
-            pending.append(.one(reply))
+            pending.append(Pending(waiting: .one(reply), deadline: deadline))
             context.write(wrapOutboundOut(command.encoded), promise: promise)
         case .many(let commands, let replies):
-            pending.append(.many(replies, expected: commands.count))
+            pending.append(Pending(waiting: .many(replies, expected: commands.count), deadline: deadline))
             write(commands, context: context, promise: promise)
         case .subscription(let command, let confirmations, let confirmed):
-            pending.append(.subscription(confirmed, remaining: confirmations))
+            pending.append(Pending(waiting: .subscription(confirmed, remaining: confirmations), deadline: deadline))
             context.write(wrapOutboundOut(command.encoded), promise: promise)
         }
     }
@@ -218,6 +285,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         // The unread bytes are worked on as a local value (not the stored property), so decoding
         // a read full of replies does not pay for an exclusivity check on every access.
         var bytes = unwrapInboundIn(data)
+        lastTraffic = .now()
         var buffer: ByteBuffer
         if var earlier = received.take(), earlier.readableBytes > 0 {
             earlier.writeBuffer(&bytes)
@@ -266,15 +334,14 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     /// Hands a reply to the caller waiting for it; `false` if nobody was.
     private func deliver(_ reply: RESPValue) -> Bool {
         if case .push(let frame) = reply {
-            // A subscription's confirmation answers the SUBSCRIBE or UNSUBSCRIBE waiting at the
-            // head; anything else (a message) is out-of-band, for the subscriber.
-            let kind = frame.first?.string?.lowercased()
-            if kind == "subscribe" || kind == "unsubscribe", case .subscription(let promise, let remaining)? = pending.first {
+            // A subscription's confirmation answers the (P)SUBSCRIBE or (P)UNSUBSCRIBE waiting at
+            // the head; anything else (a message) is out-of-band, for the subscriber.
+            if Self.isConfirmation(frame), let first = pending.first, case .subscription(let promise, let remaining) = first.waiting {
                 if remaining <= 1 {
                     pending.removeFirst()
                     promise.succeed(())
                 } else {
-                    pending[pending.startIndex] = .subscription(promise, remaining: remaining - 1)
+                    pending[pending.startIndex].waiting = .subscription(promise, remaining: remaining - 1)
                 }
             } else {
                 onPush?(frame)
@@ -282,7 +349,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
             return true
         }
         guard let first = pending.first else { return false }
-        switch first {
+        switch first.waiting {
         case .subscription(let promise, _):
             // A subscription command is answered by pushes; a plain reply here is its error.
             pending.removeFirst()
@@ -302,8 +369,17 @@ final class RedisCommandHandler: ChannelDuplexHandler {
                 promise.succeed(gathered)
                 gathered = []
             }
+        case .keepAlive:
+            pending.removeFirst()
         }
         return true
+    }
+
+    private static func isConfirmation(_ frame: [RESPValue]) -> Bool {
+        switch frame.first?.string?.lowercased() {
+        case "subscribe", "unsubscribe", "psubscribe", "punsubscribe": true
+        default: false
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -312,6 +388,8 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
         failAll(RedisError(.connectionClosed, "connection closed by the server or the network"))
         context.fireChannelInactive()
     }
@@ -319,10 +397,11 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     private func failAll(_ error: RedisError) {
         closed = true
         while let next = pending.popFirst() {
-            switch next {
+            switch next.waiting {
             case .one(let promise): promise.fail(error)
             case .many(let promise, _): promise.fail(error)
             case .subscription(let promise, _): promise.fail(error)
+            case .keepAlive: break
             }
         }
     }

@@ -13,6 +13,10 @@ public struct RedisError: Error, CustomStringConvertible, Hashable {
         case invalidConfiguration
         /// A call's arguments are invalid.
         case invalidArgument
+        /// No reply came within the command timeout; the connection was closed.
+        case timedOut
+        /// Every dedicated connection stayed in use for longer than the connect timeout.
+        case poolExhausted
     }
 
     public let code: Code

@@ -6,11 +6,26 @@ import NIOCore
 /// A message published on a channel.
 public struct RedisMessage: Sendable, Hashable {
     public let channel: String
+    /// The pattern the channel matched, for a pattern subscription.
+    public let pattern: String?
     public let payload: ByteBuffer
+
+    public init(channel: String, pattern: String? = nil, payload: ByteBuffer) {
+        self.channel = channel
+        self.pattern = pattern
+        self.payload = payload
+    }
+}
+
+/// What a subscription listens to: one channel, or every channel matching a glob-style pattern.
+enum RedisTopic: Hashable, Sendable {
+    case channel(String)
+    case pattern(String)
 }
 
 /// Pub/sub over one shared RESP3 connection. Subscriptions are scoped and reference-counted:
-/// the first subscriber of a channel sends SUBSCRIBE, the last one to leave sends UNSUBSCRIBE.
+/// the first subscriber of a channel (or pattern) sends SUBSCRIBE (PSUBSCRIBE), the last one to
+/// leave sends UNSUBSCRIBE (PUNSUBSCRIBE).
 /// If the connection drops, it is re-established in the background and every channel that still
 /// has subscribers is subscribed again (messages published during the gap are not delivered:
 /// that is pub/sub's contract).
@@ -20,7 +35,7 @@ public final class RedisSubscriber: Sendable {
 
     private struct State {
         var connection: RedisConnection?
-        var subscribers: [String: [UUID: AsyncStream<RedisMessage>.Continuation]] = [:]
+        var subscribers: [RedisTopic: [UUID: AsyncStream<RedisMessage>.Continuation]] = [:]
         var isShutdown = false
     }
     private let state = NIOLockedValueBox(State())
@@ -45,33 +60,63 @@ public final class RedisSubscriber: Sendable {
         to channels: [String], buffer: Int = 1024,
         _ body: (AsyncStream<RedisMessage>) async throws -> Result
     ) async throws -> Result {
-        guard !channels.isEmpty else { throw RedisError(.invalidArgument, "subscribe needs at least one channel") }
-        let channels = Array(Set(channels))
+        try await subscribe(channels.map(RedisTopic.channel), buffer: buffer, body)
+    }
+
+    /// Subscribes to every channel matching one of `patterns` (glob-style: `jobs:*`) for the
+    /// duration of `body`, as `subscribe(to:)` does for channels.
+    @discardableResult
+    public func subscribe<Result: Sendable>(
+        toPatterns patterns: [String], buffer: Int = 1024,
+        _ body: (AsyncStream<RedisMessage>) async throws -> Result
+    ) async throws -> Result {
+        try await subscribe(patterns.map(RedisTopic.pattern), buffer: buffer, body)
+    }
+
+    private func subscribe<Result: Sendable>(
+        _ topics: [RedisTopic], buffer: Int,
+        _ body: (AsyncStream<RedisMessage>) async throws -> Result
+    ) async throws -> Result {
+        guard !topics.isEmpty else { throw RedisError(.invalidArgument, "subscribe needs at least one channel or pattern") }
+        let topics = Array(Set(topics))
         let id = UUID()
         let (stream, continuation) = AsyncStream.makeStream(of: RedisMessage.self, bufferingPolicy: .bufferingNewest(buffer))
         do {
             try await changes.withLock {
                 let added = state.withLockedValue { state in
-                    channels.filter { channel in
-                        defer { state.subscribers[channel, default: [:]][id] = continuation }
-                        return state.subscribers[channel]?.isEmpty ?? true
+                    topics.filter { topic in
+                        defer { state.subscribers[topic, default: [:]][id] = continuation }
+                        return state.subscribers[topic]?.isEmpty ?? true
                     }
                 }
-                let connection = try await connected()
-                try await connection.subscription(RESPCommand("SUBSCRIBE", added), channels: added.count)
+                try await Self.send(subscribe: true, added, on: try await connected())
             }
         } catch {
-            await leave(id, channels: channels)
+            await leave(id, topics: topics)
             throw error
         }
         do {
             let result = try await body(stream)
-            await leave(id, channels: channels)
+            await leave(id, topics: topics)
             return result
         } catch {
-            await leave(id, channels: channels)
+            await leave(id, topics: topics)
             throw error
         }
+    }
+
+    /// SUBSCRIBE and PSUBSCRIBE (or their UNSUBSCRIBE forms) for `topics`, each confirmed.
+    private static func send(subscribe: Bool, _ topics: [RedisTopic], on connection: RedisConnection) async throws {
+        var channels: [String] = []
+        var patterns: [String] = []
+        for topic in topics {
+            switch topic {
+            case .channel(let name): channels.append(name)
+            case .pattern(let pattern): patterns.append(pattern)
+            }
+        }
+        try await connection.subscription(RESPCommand(subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE", channels), channels: channels.count)
+        try await connection.subscription(RESPCommand(subscribe ? "PSUBSCRIBE" : "PUNSUBSCRIBE", patterns), channels: patterns.count)
     }
 
     /// Closes the connection and ends every subscription's stream.
@@ -85,16 +130,16 @@ public final class RedisSubscriber: Sendable {
         connection?.close()
     }
 
-    private func leave(_ id: UUID, channels: [String]) async {
+    private func leave(_ id: UUID, topics: [RedisTopic]) async {
         try? await changes.withLock {
             let (removed, connection, continuation) = state.withLockedValue { state in
-                var removed: [String] = []
+                var removed: [RedisTopic] = []
                 var continuation: AsyncStream<RedisMessage>.Continuation?
-                for channel in channels {
-                    continuation = state.subscribers[channel]?.removeValue(forKey: id) ?? continuation
-                    if state.subscribers[channel]?.isEmpty == true {
-                        state.subscribers[channel] = nil
-                        removed.append(channel)
+                for topic in topics {
+                    continuation = state.subscribers[topic]?.removeValue(forKey: id) ?? continuation
+                    if state.subscribers[topic]?.isEmpty == true {
+                        state.subscribers[topic] = nil
+                        removed.append(topic)
                     }
                 }
                 return (removed, state.connection, continuation)
@@ -102,7 +147,7 @@ public final class RedisSubscriber: Sendable {
             continuation?.finish()
             // If the connection is gone, so is the server's subscription.
             if let connection, connection.isActive {
-                try? await connection.subscription(RESPCommand("UNSUBSCRIBE", removed), channels: removed.count)
+                try? await Self.send(subscribe: false, removed, on: connection)
             }
         }
     }
@@ -134,10 +179,23 @@ public final class RedisSubscriber: Sendable {
     }
 
     private func deliver(_ frame: [RESPValue]) {
-        guard frame.count == 3, frame[0].string == "message", let channel = frame[1].string,
-              case .bulkString(let payload?) = frame[2] else { return }
-        let continuations = state.withLockedValue { Array(($0.subscribers[channel] ?? [:]).values) }
-        let message = RedisMessage(channel: channel, payload: payload)
+        // [message, channel, payload] or [pmessage, pattern, channel, payload]
+        let topic: RedisTopic
+        let message: RedisMessage
+        switch frame.first?.string {
+        case "message":
+            guard frame.count == 3, let channel = frame[1].string, case .bulkString(let payload?) = frame[2] else { return }
+            topic = .channel(channel)
+            message = RedisMessage(channel: channel, pattern: nil, payload: payload)
+        case "pmessage":
+            guard frame.count == 4, let pattern = frame[1].string, let channel = frame[2].string,
+                  case .bulkString(let payload?) = frame[3] else { return }
+            topic = .pattern(pattern)
+            message = RedisMessage(channel: channel, pattern: pattern, payload: payload)
+        default:
+            return
+        }
+        let continuations = state.withLockedValue { Array(($0.subscribers[topic] ?? [:]).values) }
         for continuation in continuations { continuation.yield(message) }
     }
 
@@ -157,11 +215,10 @@ public final class RedisSubscriber: Sendable {
             while true {
                 do {
                     let done = try await changes.withLock { () async throws -> Bool in
-                        let channels = state.withLockedValue { $0.isShutdown ? [] : Array($0.subscribers.keys) }
-                        guard !channels.isEmpty else { return true }
-                        let connection = try await connected()
-                        try await connection.subscription(RESPCommand("SUBSCRIBE", channels), channels: channels.count)
-                        logger.info("pub/sub resubscribed", metadata: ["channels": "\(channels.count)"])
+                        let topics = state.withLockedValue { $0.isShutdown ? [] : Array($0.subscribers.keys) }
+                        guard !topics.isEmpty else { return true }
+                        try await Self.send(subscribe: true, topics, on: try await connected())
+                        logger.info("pub/sub resubscribed", metadata: ["topics": "\(topics.count)"])
                         return true
                     }
                     if done { return }

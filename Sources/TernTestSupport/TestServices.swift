@@ -56,9 +56,15 @@ public func eventually(timeout: Duration = .seconds(30), _ condition: () async t
 
 extension TestServices {
     /// Runs `body` with a client of the test Redis (or of `url`), shut down afterwards.
+    /// `configure` adjusts the configuration first (timeouts, pool sizes).
     @discardableResult
-    public static func withRedis<Result: Sendable>(url: String? = nil, _ body: (RedisClient) async throws -> Result) async throws -> Result {
-        let client = RedisClient(configuration: try RedisConfiguration(url: url ?? redisURL), logger: logger)
+    public static func withRedis<Result: Sendable>(
+        url: String? = nil, configure: (inout RedisConfiguration) -> Void = { _ in },
+        _ body: (RedisClient) async throws -> Result
+    ) async throws -> Result {
+        var configuration = try RedisConfiguration(url: url ?? redisURL)
+        configure(&configuration)
+        let client = RedisClient(configuration: configuration, logger: logger)
         do {
             let result = try await body(client)
             await client.shutdown()

@@ -85,9 +85,7 @@ import TernTestSupport
             try await events.append(job, ["type": "token", "text": "b"])
             let all = try await events.all(job)
             #expect(all.map { $0.fields["text"] } == ["a", "b"])
-            let rest = try await redis.withDedicatedConnection {
-                try await events.read(job, after: first, blockMilliseconds: 1000, on: $0)
-            }
+            let rest = try await events.read(job, after: first, block: .seconds(1))
             #expect(rest.map { $0.fields["text"] } == ["b"])
             #expect(try await redis.send("TTL", events.key(job)).int ?? 0 > 0)
             try await redis.send("DEL", events.key(job))

@@ -43,7 +43,7 @@ import TernTestSupport
     }
 
     @Test func reconnectsAfterTheConnectionIsKilled() async throws {
-        try await TestServices.withRedis { client in
+        try await TestServices.withRedis(configure: { $0.pool.pipelinedConnections = 1 }) { client in
             let id = try #require(try await client.send("CLIENT", "ID").int)
             // Kill the connection from another one, as a server restart or network cut would.
             try await TestServices.withRedis { killer in try await killer.send("CLIENT", "KILL", "ID", id) }

@@ -54,6 +54,51 @@ import TernTestSupport
         }
     }
 
+    @Test func streamConsumerGroups() async throws {
+        try await TestServices.withRedis { (redis: RedisClient) async throws in
+            let key = TestServices.uniqueName("group")
+            #expect(try await redis.streamCreateGroup(key, group: "g", startingAt: "0"))
+            #expect(try await redis.streamCreateGroup(key, group: "g", startingAt: "0") == false)
+            let first = try await redis.streamAdd(key, [("n", "1")])
+            let second = try await redis.streamAdd(key, [("n", "2")])
+            #expect(try await redis.streamRange(key).map(\.fields) == [["n": "1"], ["n": "2"]])
+            #expect(try await redis.streamRead(key, after: first, count: 10).map(\.id) == [second])
+            #expect(try await redis.streamRead(key, after: second, count: 10, block: .milliseconds(50)).isEmpty)
+
+            let delivered = try await redis.streamReadGroup(key, group: "g", consumer: "a", count: 10)
+            #expect(delivered.map(\.id) == [first, second])
+            #expect(try await redis.streamReadGroup(key, group: "g", consumer: "a", count: 10, block: .milliseconds(50)).isEmpty)
+            let pending = try await redis.streamPending(key, group: "g", count: 10)
+            #expect(pending.map(\.consumer) == ["a", "a"])
+            #expect(pending.map(\.deliveries) == [1, 1])
+            #expect(try await redis.streamAcknowledge(key, group: "g", ids: [first]) == 1)
+
+            // Consumer b takes over what a left pending; a deleted entry is reported, not returned.
+            let third = try await redis.streamAdd(key, [("n", "3")])
+            _ = try await redis.streamReadGroup(key, group: "g", consumer: "a", count: 10)
+            try await redis.streamDelete(key, ids: [third])
+            let claimed = try await redis.streamAutoClaim(key, group: "g", consumer: "b", minimumIdle: .zero)
+            #expect(claimed.next == "0-0")
+            #expect(claimed.entries.map(\.id) == [second])
+            #expect(claimed.deleted == [third])
+            #expect(try await redis.streamPending(key, group: "g", count: 10).map(\.deliveries) == [2])
+            try await redis.delete([key])
+        }
+    }
+
+    @Test func clientsAndPublish() async throws {
+        let name = TestServices.uniqueName("named")
+        try await TestServices.withRedis(configure: { $0.clientName = name; $0.pool.pipelinedConnections = 1 }) { (redis: RedisClient) async throws in
+            let id = try await redis.clientID()
+            let mine = try await redis.clientList().filter { $0["name"] == name }
+            #expect(mine.map { $0["id"] } == [String(id)])
+            #expect(try await redis.publish("nobody listens", to: TestServices.uniqueName("channel")) == 0)
+            try await TestServices.withRedis { (other: RedisClient) async throws in #expect(try await other.clientKill(id: id)) }
+            // A call that meets the killed connection fails (connectionClosed); the next reconnects.
+            #expect(await eventually { (try? await redis.clientID()).map { $0 != id } ?? false })
+        }
+    }
+
     @Test func scriptsLoadThemselvesAfterTheCacheIsFlushed() async throws {
         try await TestServices.withRedis { (redis: RedisClient) async throws in
             let script = RedisScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")

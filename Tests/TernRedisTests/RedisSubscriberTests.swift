@@ -37,25 +37,54 @@ import TernTestSupport
         }
     }
 
+    @Test func patternSubscriptionsReceiveEveryMatchingChannel() async throws {
+        try await TestServices.withRedis { client in
+            let subscriber = try subscriber(named: TestServices.uniqueName("psub"))
+            defer { subscriber.shutdown() }
+            let prefix = TestServices.uniqueName("jobs")
+            try await subscriber.subscribe(toPatterns: ["\(prefix):*"]) { messages in
+                try await client.publish("one", to: "\(prefix):a")
+                try await client.publish("ignored", to: "\(prefix)-other")
+                try await client.publish("two", to: "\(prefix):b")
+                var iterator = messages.makeAsyncIterator()
+                let first = await iterator.next()
+                let second = await iterator.next()
+                #expect(first == RedisMessage(channel: "\(prefix):a", pattern: "\(prefix):*", payload: ByteBuffer(string: "one")))
+                #expect(second?.channel == "\(prefix):b")
+            }
+            let unsubscribed = try await eventually { try await client.send("PUBSUB", "NUMPAT").int == 0 }
+            #expect(unsubscribed)
+        }
+    }
+
     @Test func subscriptionsSurviveAReconnect() async throws {
         try await TestServices.withRedis { client in
             let name = TestServices.uniqueName("sub")
             let subscriber = try subscriber(named: name)
             defer { subscriber.shutdown() }
             let channel = TestServices.uniqueName("channel")
-            try await subscriber.subscribe(to: [channel]) { messages in
-                // Cut the subscriber's connection from the server side.
-                let clients = try await client.send("CLIENT", "LIST").string ?? ""
-                let line = try #require(clients.split(separator: "\n").first { $0.contains("name=\(name)-subscriber") })
-                let id = try #require(line.split(separator: " ").first { $0.hasPrefix("id=") }?.dropFirst(3))
-                try await client.send("CLIENT", "KILL", "ID", String(id))
-                // Once resubscribed, a published message arrives again.
-                let resubscribed = try await eventually {
-                    try await client.send("PUBLISH", channel, "after").int == 1
+            try await subscriber.subscribe(toPatterns: ["\(channel):*"]) { patternMessages in
+                try await subscriber.subscribe(to: [channel]) { messages in
+                    // Cut the subscriber's connection from the server side.
+                    let clients = try await client.send("CLIENT", "LIST").string ?? ""
+                    let line = try #require(clients.split(separator: "\n").first { $0.contains("name=\(name)-subscriber") })
+                    let id = try #require(line.split(separator: " ").first { $0.hasPrefix("id=") }?.dropFirst(3))
+                    try await client.send("CLIENT", "KILL", "ID", String(id))
+                    // Once resubscribed, a published message arrives again.
+                    let resubscribed = try await eventually {
+                        try await client.send("PUBLISH", channel, "after").int == 1
+                    }
+                    #expect(resubscribed)
+                    var iterator = messages.makeAsyncIterator()
+                    #expect(await iterator.next()?.payload == ByteBuffer(string: "after"))
+                    // The pattern subscription came back too.
+                    let patternBack = try await eventually {
+                        try await client.publish("sub-channel", to: "\(channel):x") == 1
+                    }
+                    #expect(patternBack)
+                    var patternIterator = patternMessages.makeAsyncIterator()
+                    #expect(await patternIterator.next()?.pattern == "\(channel):*")
                 }
-                #expect(resubscribed)
-                var iterator = messages.makeAsyncIterator()
-                #expect(await iterator.next()?.payload == ByteBuffer(string: "after"))
             }
         }
     }
