@@ -1,6 +1,6 @@
 // Drives Tern's Redis client the way redis-benchmark drives the server, for bench/redis:
-// C connections, each sending SET or GET in batches of P commands (P = 1: one at a time),
-// until N commands are done. Prints one line: "<command> <requests per second>".
+// C connections on T event loop threads, each sending SET or GET in batches of P commands
+// (P = 1: one at a time), until N commands are done. Prints one line: "<command> <requests per second>".
 import Foundation
 import NIOCore
 import NIOPosix
@@ -9,8 +9,6 @@ import TernRedis
 @main
 enum RedisBench {
     static func main() async throws {
-        // As `tern api` and `tern worker` run: tasks on the event loops (see runTasksOnEventLoops).
-        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         var options: [String: String] = [:]
         var arguments = CommandLine.arguments.dropFirst().makeIterator()
         while let name = arguments.next(), let value = arguments.next() { options[name] = value }
@@ -19,6 +17,10 @@ enum RedisBench {
         let connections = Int(options["--connections"] ?? "") ?? 50
         let pipeline = max(1, Int(options["--pipeline"] ?? "") ?? 1)
         let command = options["--command"] ?? "set"
+        // Event loop threads, to match redis-benchmark's --threads.
+        if let threads = options["--threads"].flatMap(Int.init) { NIOSingletons.groupLoopCountSuggestion = threads }
+        // As `tern api` and `tern worker` run: tasks on the event loops (see runTasksOnEventLoops).
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
 
         var configuration = RedisConfiguration()
         configuration.port = port

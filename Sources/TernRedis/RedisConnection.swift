@@ -110,11 +110,8 @@ public final class RedisConnection: Sendable {
     /// Sends several commands with one flush and returns each reply (error replies included).
     public func pipeline(_ commands: [RESPCommand]) async throws -> [Result<RESPValue, RedisError>] {
         guard !commands.isEmpty else { return [] }
-        let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
-        return try await submit(.many(commands, promise), timeout: commandTimeout, promise).map { reply in
-            if case .error(let message) = reply { return .failure(RedisError(.server, message)) }
-            return .success(reply)
-        }
+        let promise = channel.eventLoop.makePromise(of: [Result<RESPValue, RedisError>].self)
+        return try await submit(.many(commands, promise), timeout: commandTimeout, promise)
     }
 
     private func submit<Reply: Sendable>(
@@ -158,7 +155,7 @@ public final class RedisConnection: Sendable {
 /// Commands on their way to the channel, with the promise their replies complete.
 enum RedisRequest: Sendable {
     case one(RESPCommand, EventLoopPromise<RESPValue>)
-    case many([RESPCommand], EventLoopPromise<[RESPValue]>)
+    case many([RESPCommand], EventLoopPromise<[Result<RESPValue, RedisError>]>)
     /// SUBSCRIBE or UNSUBSCRIBE: answered by a confirmation push frame per channel.
     case subscription(RESPCommand, confirmations: Int, EventLoopPromise<Void>)
 
@@ -187,7 +184,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
 
     private enum Waiting {
         case one(EventLoopPromise<RESPValue>)
-        case many(EventLoopPromise<[RESPValue]>, expected: Int)
+        case many(EventLoopPromise<[Result<RESPValue, RedisError>]>, expected: Int)
         case subscription(EventLoopPromise<Void>, remaining: Int)
         /// A keep-alive PING, whose answer nobody waits for.
         case keepAlive
@@ -211,7 +208,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     /// Bytes read but not yet decoded.
     private var received: ByteBuffer?
     /// Replies gathered so far for the pipeline at the head of `pending` (only the head gathers).
-    private var gathered: [RESPValue] = []
+    private var gathered: [Result<RESPValue, RedisError>] = []
     private let onPush: (@Sendable ([RESPValue]) -> Void)?
 
     init(commandTimeout: TimeAmount, keepAliveInterval: TimeAmount?, onPush: (@Sendable ([RESPValue]) -> Void)? = nil) {
@@ -363,7 +360,11 @@ final class RedisCommandHandler: ChannelDuplexHandler {
             promise.succeed(reply)
         case .many(let promise, let expected):
             if gathered.isEmpty { gathered.reserveCapacity(expected) }
-            gathered.append(reply)
+            if case .error(let message) = reply {
+                gathered.append(.failure(RedisError(.server, message)))
+            } else {
+                gathered.append(.success(reply))
+            }
             if gathered.count == expected {
                 pending.removeFirst()
                 promise.succeed(gathered)
