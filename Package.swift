@@ -40,12 +40,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
-        // Jobs on Redis: enqueue, blocking claim, leases, acknowledgement, job event streams.
+        // Jobs on Redis: states, leases, retries, delays, lanes, tenant fairness, provider limits,
+        // events; the in-memory twin; the worker runtime.
         .target(
             name: "TernQueue",
             dependencies: [
                 "TernRedis",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -132,7 +136,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "TernQueueTests", dependencies: ["TernQueue", "TernRedis", "TernTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TernQueueTests",
+            dependencies: [
+                "TernQueue", "TernRedis", "TernTestSupport",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "TernStoreTests",
             dependencies: ["TernStore", "TernTestSupport", .product(name: "PostgresNIO", package: "postgres-nio")],

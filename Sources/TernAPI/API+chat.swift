@@ -37,7 +37,14 @@ extension API {
             user: user, jobID: jobID.uuid, model: chat.model, title: title,
             messages: messages.map { StoredMessage(role: $0.role, content: $0.content) })
         let job = ChatJob(userID: user.uuid, conversationID: conversationID, model: chat.model, messages: messages, options: options)
-        try await queue.enqueue(id: jobID, type: ChatJob.type, payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self))
+        do {
+            _ = try await queue.enqueue(NewJob(
+                id: jobID, type: ChatJob.type, tenant: user.uuid.uuidString.lowercased(), payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self),
+                lane: .interactive, provider: chat.model, tokens: options.maxTokens ?? 0))
+        } catch let error as JobQueueError where error.code == .backlogFull {
+            try await store.failJob(jobID.uuid, reason: "the queue was full")
+            throw APIError(.serviceUnavailable, type: "server_error", code: "queue_full", message: "Too many requests are waiting; try again shortly.")
+        }
         logger.info("chat job enqueued", metadata: ["job": "\(jobID)", "user": "\(user)", "stream": "\(chat.stream ?? false)"])
 
         let completion = CompletionFormat(id: "chatcmpl-\(jobID)", model: chat.model, created: Int(Date().timeIntervalSince1970))

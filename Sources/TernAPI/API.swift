@@ -30,11 +30,11 @@ public struct API: Sendable {
     let configuration: Configuration
     let store: Store
     let redis: RedisClient
-    let queue: JobQueue
+    let queue: any JobQueue
     let events: JobEvents
     let logger: Logger
 
-    public init(configuration: Configuration, store: Store, redis: RedisClient, queue: JobQueue, events: JobEvents, logger: Logger) {
+    public init(configuration: Configuration, store: Store, redis: RedisClient, queue: any JobQueue, events: JobEvents, logger: Logger) {
         self.configuration = configuration
         self.store = store
         self.redis = redis

@@ -44,10 +44,10 @@ struct APICommand: AsyncParsableCommand {
         configuration.models = [environment.model]
         let postgres = PostgresClient(configuration: try environment.database, backgroundLogger: logger)
         let redis = RedisClient(configuration: try environment.redis, logger: logger)
+        let queue = try environment.queue(redis)
         let api = API(
             configuration: configuration, store: Store(client: postgres, logger: logger), redis: redis,
-            queue: JobQueue(name: environment.queueName, client: redis, lease: try environment.lease),
-            events: JobEvents(client: redis), logger: logger)
+            queue: queue, events: JobEvents(queue: queue), logger: logger)
         try await runUntilSignalled([postgres, redis, api.application()], logger: logger)
     }
 }
@@ -62,17 +62,17 @@ struct WorkerCommand: AsyncParsableCommand {
         runTasksOnEventLoops()
         let environment = Environment()
         let logger = Environment.logger("tern.worker")
-        var configuration = ChatWorker.Configuration()
+        var configuration = JobWorker.Configuration()
         configuration.concurrency = try concurrency ?? environment.int("TERN_WORKER_CONCURRENCY", default: 4)
         guard configuration.concurrency > 0 else { throw ValidationError("concurrency must be at least 1") }
         let postgres = PostgresClient(configuration: try environment.database, backgroundLogger: logger)
         let redis = RedisClient(configuration: try environment.redis, logger: logger)
-        let worker = ChatWorker(
-            configuration: configuration,
-            queue: JobQueue(name: environment.queueName, client: redis, lease: try environment.lease),
-            events: JobEvents(client: redis), store: Store(client: postgres, logger: logger),
+        let queue = try environment.queue(redis)
+        try await queue.setLimits(try environment.providerLimits, for: environment.model)
+        let chat = ChatJobHandler(
+            events: JobEvents(queue: queue), store: Store(client: postgres, logger: logger),
             provider: OpenAIProvider(configuration: environment.provider), logger: logger)
+        let worker = JobWorker(configuration: configuration, queue: queue, handlers: [ChatJob.type: chat], logger: logger)
         try await runUntilSignalled([postgres, redis, worker], logger: logger)
     }
 }
-

@@ -40,6 +40,25 @@ struct Environment {
     var queueName: QueueName { QueueName(self["TERN_QUEUE"] ?? "chat") }
     var lease: Duration { get throws { .seconds(try int("TERN_JOB_LEASE_SECONDS", default: 30)) } }
 
+    /// The job queue on `redis`, as configured.
+    func queue(_ redis: RedisClient) throws -> RedisJobQueue {
+        var configuration = RedisJobQueue.Configuration()
+        configuration.lease = try lease
+        let backlog = try int("TERN_QUEUE_MAX_BACKLOG", default: 10_000)
+        configuration.maximumBacklog = backlog > 0 ? backlog : nil
+        return RedisJobQueue(name: queueName, client: redis, configuration: configuration)
+    }
+
+    /// Limits every worker applies to the model's upstream: `TERN_LLM_SLOTS` requests at once
+    /// (the model server's parallel slots), `TERN_LLM_RPM` starts per minute if set.
+    var providerLimits: ProviderLimits {
+        get throws {
+            let slots = try int("TERN_LLM_SLOTS", default: 4)
+            let perMinute = try int("TERN_LLM_RPM", default: 0)
+            return ProviderLimits(concurrency: slots > 0 ? slots : nil, requestsPerMinute: perMinute > 0 ? perMinute : nil)
+        }
+    }
+
     var provider: OpenAIProvider.Configuration {
         var configuration = OpenAIProvider.Configuration(
             baseURL: self["TERN_LLM_BASE_URL"]!, apiKey: self["TERN_LLM_API_KEY"], model: self["TERN_LLM_MODEL"] ?? model)

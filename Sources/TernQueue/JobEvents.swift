@@ -17,18 +17,23 @@ public struct JobEvent: Sendable, Hashable {
     init(_ entry: StreamEntry) { self.init(id: entry.id, fields: entry.fields) }
 }
 
-/// The per-job event streams: the worker appends (tokens, completion, errors), the API reads.
+/// The per-job event streams of a queue. The queue itself writes `queued` (before the job can
+/// be claimed), `completed`, `error` (failed) and `cancelled`; workers append progress and output
+/// (a chat's tokens); the API reads, resuming after any event id.
 public struct JobEvents: Sendable {
     public let client: RedisClient
-    /// How long a job's events are kept after the last append.
+    /// The queue's key prefix: a job's events share its queue's hash tag.
+    let prefix: String
+    /// How long a job's events are kept after the last append, in seconds.
     public let retentionSeconds: Int
 
-    public init(client: RedisClient, retentionSeconds: Int = 24 * 3600) {
-        self.client = client
-        self.retentionSeconds = retentionSeconds
+    public init(queue: RedisJobQueue) {
+        client = queue.client
+        prefix = queue.prefix
+        retentionSeconds = Int(max(1, queue.configuration.eventRetention.components.seconds))
     }
 
-    public func key(_ job: JobID) -> String { "tern:job:{\(job.rawValue)}:events" }
+    public func key(_ job: JobID) -> String { prefix + "events:" + job.rawValue }
 
     /// Appends an event and refreshes the stream's retention, in one round trip.
     @discardableResult

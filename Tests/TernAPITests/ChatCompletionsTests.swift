@@ -17,7 +17,7 @@ import TernTestSupport
     struct Fixture {
         let api: API
         let key: String
-        let queue: JobQueue
+        let queue: RedisJobQueue
         let events: JobEvents
     }
 
@@ -29,12 +29,10 @@ import TernTestSupport
                 var configuration = API.Configuration()
                 configuration.models = ["test-model"]
                 configuration.limits.maximumBodyBytes = 4096
-                let queue = JobQueue(name: QueueName(TestServices.uniqueName("api")), client: redis)
-                try await queue.prepare()
-                let events = JobEvents(client: redis, retentionSeconds: 60)
+                let queue = RedisJobQueue(name: QueueName(TestServices.uniqueName("api")), client: redis)
+                let events = JobEvents(queue: queue)
                 let api = API(configuration: configuration, store: store, redis: redis, queue: queue, events: events, logger: TestServices.logger)
                 try await body(Fixture(api: api, key: key, queue: queue, events: events))
-                try await redis.send("DEL", queue.streamKey)
             }
         }
     }
@@ -83,7 +81,7 @@ import TernTestSupport
                     #expect(errorCode(response) == code)
                 }
             }
-            #expect(try await fixture.queue.depth() == 0)  // nothing was enqueued
+            #expect(try await fixture.queue.stats().totals["enqueued"] == nil)  // nothing was enqueued
         }
     }
 
@@ -104,14 +102,19 @@ import TernTestSupport
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     // The worker's part: claim the job, write its events.
-                    let job = try #require(try await fixture.queue.claim(consumer: "test", block: .seconds(30)))
+                    var claimed: ClaimedJob?
+                    while claimed == nil {
+                        claimed = try await fixture.queue.claim(worker: "test", maximum: 1).jobs.first
+                        if claimed == nil { try await fixture.queue.waitForWork(timeout: .seconds(1)) }
+                    }
+                    let job = try #require(claimed)
                     let chat = try JSONDecoder().decode(ChatJob.self, from: Data(job.payload.utf8))
                     #expect(chat.messages == [ChatMessage(role: "user", content: "Hi")])
                     #expect(chat.options.maxTokens == 5)
                     for event in [ChatEvent.started(attempt: 1), .token("Hel"), .token("lo"), .done(finishReason: "stop", promptTokens: 1, completionTokens: 2)] {
                         try await fixture.events.append(job.id, event.fields)
                     }
-                    try await fixture.queue.acknowledge(job, consumer: "test")
+                    #expect(try await fixture.queue.complete(job, tokens: 3))
                 }
                 try await Application(router: fixture.api.router()).test(.live) { client in
                     let (headers, body) = request(fixture.key, #"{"model":"test-model","stream":true,"max_tokens":5,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hi"}]}"#)

@@ -3,92 +3,310 @@ import TernQueue
 import TernRedis
 import TernTestSupport
 
-/// Against the real redis-server started by scripts/test; each test has its own queue.
+/// The two implementations of the queue.
+enum QueueKind: String, CaseIterable, Sendable {
+    case redis
+    case memory
+}
+
+/// Runs `body` with a fresh queue of `kind` (the Redis one on the real server, its own name).
+func withQueue(
+    _ kind: QueueKind, lease: Duration = .seconds(30), maximumBacklog: Int? = nil,
+    _ body: (any JobQueue) async throws -> Void
+) async throws {
+    let name = QueueName(TestServices.uniqueName("q"))
+    switch kind {
+    case .memory:
+        try await body(MemoryJobQueue(name: name, lease: lease, maximumBacklog: maximumBacklog))
+    case .redis:
+        try await TestServices.withRedis { (redis: RedisClient) async throws in
+            var configuration = RedisJobQueue.Configuration()
+            configuration.lease = lease
+            configuration.maximumBacklog = maximumBacklog
+            try await body(RedisJobQueue(name: name, client: redis, configuration: configuration))
+        }
+    }
+}
+
+func job(_ tenant: String = "t", type: String = "work", lane: JobLane = .interactive, provider: String? = nil, key: String? = nil) -> NewJob {
+    NewJob(type: type, tenant: tenant, payload: #"{"n":1}"#, lane: lane, idempotencyKey: key, provider: provider)
+}
+
+/// The same rules, checked on both implementations.
 @Suite struct JobQueueTests {
-    @Test func enqueuedJobIsClaimedOnceAndAcknowledged() async throws {
-        try await TestServices.withRedis { redis in
-            let queue = JobQueue(name: QueueName(TestServices.uniqueName("q")), client: redis)
-            try await queue.prepare()
-            let id = JobID()
-            try await queue.enqueue(id: id, type: "chat", payload: #"{"x":1}"#)
-            let job = try #require(try await queue.claim(consumer: "a", block: .seconds(5)))
-            #expect(job.id == id && job.type == "chat" && job.payload == #"{"x":1}"# && job.attempt == 1)
-            // Nobody else gets it while it is held.
-            #expect(try await queue.claim(consumer: "b", block: .milliseconds(100)) == nil)
-            #expect(try await queue.acknowledge(job, consumer: "a"))
-            #expect(try await queue.depth() == 0)
-            try await redis.send("DEL", queue.streamKey)
+    @Test(arguments: QueueKind.allCases)
+    func aJobIsClaimedOnceAndCompletedOnce(kind: QueueKind) async throws {
+        try await withQueue(kind) { queue in
+            let id = try await queue.enqueue(job()).id
+            let claimed = try await queue.claim(worker: "a", maximum: 5).jobs
+            #expect(claimed.map(\.id) == [id])
+            let job = try #require(claimed.first)
+            #expect(job.attempt == 1 && job.type == "work" && job.tenant == "t" && job.payload == #"{"n":1}"#)
+            #expect(try await queue.claim(worker: "b", maximum: 5).jobs.isEmpty)  // nobody else gets it
+            #expect(try await queue.status(id)?.state == .active)
+            #expect(try await queue.complete(job, tokens: nil))
+            #expect(try await queue.complete(job, tokens: nil) == false)  // recorded once
+            #expect(try await queue.status(id)?.state == .completed)
+            let stats = try await queue.stats()
+            #expect(stats.ready == 0 && stats.active == 0 && stats.completed == 1)
+            #expect(stats.totals["enqueued"] == 1 && stats.totals["completed"] == 1)
         }
     }
 
-    @Test func claimBlocksOnTheServerUntilAJobArrives() async throws {
-        try await TestServices.withRedis { redis in
-            let queue = JobQueue(name: QueueName(TestServices.uniqueName("q")), client: redis)
-            try await queue.prepare()
-            let id = JobID()
-            try await withThrowingTaskGroup(of: ClaimedJob?.self) { group in
-                group.addTask { try await queue.claim(consumer: "a", block: .seconds(30)) }
-                try await queue.enqueue(id: id, type: "chat", payload: "{}")
-                let job = try await group.next()
-                #expect(job??.id == id)
-            }
-            try await redis.send("DEL", queue.streamKey)
-        }
-    }
-
-    @Test func jobOfADeadWorkerIsDeliveredAgainAfterItsLease() async throws {
-        try await TestServices.withRedis { redis in
-            let queue = JobQueue(name: QueueName(TestServices.uniqueName("q")), client: redis, lease: .milliseconds(300))
-            try await queue.prepare()
-            let id = JobID()
-            try await queue.enqueue(id: id, type: "chat", payload: "{}")
-            let first = try #require(try await queue.claim(consumer: "dead", block: .seconds(5)))
-            // "dead" never renews. Another worker takes the job once the lease has run out.
+    @Test(arguments: QueueKind.allCases)
+    func aJobWhoseWorkerDiedRunsAgainAfterItsLease(kind: QueueKind) async throws {
+        try await withQueue(kind, lease: .milliseconds(200)) { queue in
+            let id = try await queue.enqueue(job()).id
+            let first = try #require(try await queue.claim(worker: "dead", maximum: 1).jobs.first)
+            // "dead" never renews; once its lease runs out the next claim takes the job over.
             var second: ClaimedJob?
-            let redelivered = try await eventually {
-                second = try await queue.claim(consumer: "alive", block: .milliseconds(100))
+            #expect(try await eventually {
+                second = try await queue.claim(worker: "alive", maximum: 1).jobs.first
                 return second != nil
-            }
-            #expect(redelivered)
-            #expect(second?.id == first.id)
+            })
+            #expect(second?.id == id && second?.attempt == 2)
+            #expect(try await queue.renew(first) == .lost)
+            #expect(try await queue.complete(first, tokens: nil) == false)
+            #expect(try await queue.complete(try #require(second), tokens: nil))
+            #expect(try await queue.stats().totals["stalled"] == 1)
+        }
+    }
+
+    @Test(arguments: QueueKind.allCases)
+    func aJobOutOfAttemptsFailsWithTheReason(kind: QueueKind) async throws {
+        try await withQueue(kind, lease: .milliseconds(100)) { queue in
+            var new = job()
+            new.maximumAttempts = 1
+            let id = try await queue.enqueue(new).id
+            _ = try await queue.claim(worker: "dead", maximum: 1)
+            #expect(try await eventually {
+                _ = try await queue.claim(worker: "other", maximum: 1)
+                return try await queue.status(id)?.state == .failed
+            })
+            #expect(try await queue.status(id)?.error?.contains("stopped during attempt 1 of 1") == true)
+        }
+    }
+
+    @Test(arguments: QueueKind.allCases)
+    func failedAttemptsRetryAfterTheirDelayThenGiveUp(kind: QueueKind) async throws {
+        try await withQueue(kind) { queue in
+            let id = try await queue.enqueue(job()).id
+            let first = try #require(try await queue.claim(worker: "w", maximum: 1).jobs.first)
+            #expect(try await queue.fail(first, code: "x", reason: "upstream busy", decision: .retry(after: .milliseconds(300))) == .delayed)
+            let waiting = try await queue.claim(worker: "w", maximum: 1)
+            #expect(waiting.jobs.isEmpty)
+            #expect((waiting.nextDueIn ?? .zero) > .zero)
+            #expect(try await queue.status(id)?.error == "upstream busy")
+            var second: ClaimedJob?
+            #expect(try await eventually {
+                second = try await queue.claim(worker: "w", maximum: 1).jobs.first
+                return second != nil
+            })
             #expect(second?.attempt == 2)
-            // The dead worker's late acknowledgement or renewal is refused; the new owner's works.
-            #expect(try await queue.renew(first, consumer: "dead") == false)
-            #expect(try await queue.acknowledge(first, consumer: "dead") == false)
-            #expect(try await queue.acknowledge(try #require(second), consumer: "alive"))
-            try await redis.send("DEL", queue.streamKey)
+            #expect(try await queue.fail(try #require(second), code: "bad_input", reason: "cannot be done", decision: .giveUp) == .failed)
+            let status = try await queue.status(id)
+            #expect(status?.state == .failed && status?.error == "cannot be done")
+            #expect(try await queue.stats().totals["retried"] == 1)
         }
     }
 
-    @Test func renewedLeaseKeepsTheJob() async throws {
-        try await TestServices.withRedis { redis in
-            let queue = JobQueue(name: QueueName(TestServices.uniqueName("q")), client: redis, lease: .milliseconds(500))
-            try await queue.prepare()
-            try await queue.enqueue(id: JobID(), type: "chat", payload: "{}")
-            let job = try #require(try await queue.claim(consumer: "a", block: .seconds(5)))
-            // Keep renewing for well over two leases; the other worker never gets the job.
-            let claimed = ContinuousClock.now
-            while ContinuousClock.now - claimed < .milliseconds(1500) {
-                #expect(try await queue.renew(job, consumer: "a"))
-                #expect(try await queue.claim(consumer: "b", block: .milliseconds(150)) == nil)
+    @Test(arguments: QueueKind.allCases)
+    func delayedJobsWaitForTheirTime(kind: QueueKind) async throws {
+        try await withQueue(kind) { queue in
+            var new = job()
+            new.delay = .milliseconds(300)
+            let id = try await queue.enqueue(new).id
+            #expect(try await queue.status(id)?.state == .delayed)
+            #expect(try await queue.claim(worker: "w", maximum: 1).jobs.isEmpty)
+            #expect(try await eventually { try await queue.claim(worker: "w", maximum: 1).jobs.first?.id == id })
+        }
+    }
+
+    @Test(arguments: QueueKind.allCases)
+    func interactiveJobsGoBeforeBatchJobs(kind: QueueKind) async throws {
+        try await withQueue(kind) { queue in
+            let batch = try await queue.enqueue(job(lane: .batch)).id
+            let interactive = try await queue.enqueue(job(lane: .interactive)).id
+            let order = try await queue.claim(worker: "w", maximum: 2).jobs.map(\.id)
+            #expect(order == [interactive, batch])
+        }
+    }
+
+    @Test(arguments: QueueKind.allCases)
+    func tenantsTakeTurns(kind: QueueKind) async throws {
+        try await withQueue(kind) { queue in
+            for _ in 0..<200 { _ = try await queue.enqueue(job("a")) }
+            var small: Set<JobID> = []
+            for _ in 0..<3 { small.insert(try await queue.enqueue(job("b")).id) }
+            // One claim at a time, as busy workers claim: b's jobs come within the next six.
+            var claimed: [JobID] = []
+            for _ in 0..<6 { claimed += try await queue.claim(worker: "w", maximum: 1).jobs.map(\.id) }
+            #expect(small.isSubset(of: Set(claimed)))
+        }
+    }
+
+    @Test(arguments: QueueKind.allCases)
+    func aProviderAtItsConcurrencyCapHoldsItsJobsBack(kind: QueueKind) async throws {
+        try await withQueue(kind) { queue in
+            try await queue.setLimits(ProviderLimits(concurrency: 2), for: "llm")
+            for _ in 0..<5 { _ = try await queue.enqueue(job(provider: "llm")) }
+            let free = try await queue.enqueue(job("other")).id  // no provider: not held back
+            let first = try await queue.claim(worker: "w", maximum: 10)
+            #expect(first.jobs.count == 3)
+            #expect(first.jobs.contains { $0.id == free })
+            #expect(first.limitedFor != nil)
+            #expect(try await queue.claim(worker: "w", maximum: 10).jobs.isEmpty)
+            #expect(try await queue.complete(try #require(first.jobs.first { $0.provider == "llm" }), tokens: nil))
+            #expect(try await queue.claim(worker: "w", maximum: 10).jobs.count == 1)
+            #expect(try await queue.stats().ready == 2)  // waiting, not failed
+        }
+    }
+
+    @Test(arguments: QueueKind.allCases)
+    func aProviderRateLimitSpacesStarts(kind: QueueKind) async throws {
+        try await withQueue(kind) { queue in
+            try await queue.setLimits(ProviderLimits(requestsPerMinute: 60), for: "llm")  // one a second
+            for _ in 0..<3 { _ = try await queue.enqueue(job(provider: "llm")) }
+            #expect(try await queue.claim(worker: "w", maximum: 3).jobs.count == 1)
+            let next = try await queue.claim(worker: "w", maximum: 3)
+            #expect(next.jobs.isEmpty)
+            let wait = try #require(next.limitedFor)
+            #expect(wait > .milliseconds(500) && wait <= .seconds(1))
+        }
+    }
+
+    @Test(arguments: QueueKind.allCases)
+    func aTokenBudgetHoldsBackJobsThatWouldExceedIt(kind: QueueKind) async throws {
+        try await withQueue(kind) { queue in
+            try await queue.setLimits(ProviderLimits(tokensPerMinute: 1000), for: "llm")
+            var big = job(provider: "llm")
+            big.tokens = 800
+            _ = try await queue.enqueue(big)
+            big.id = JobID()
+            _ = try await queue.enqueue(big)
+            #expect(try await queue.claim(worker: "w", maximum: 2).jobs.count == 1)
+            let held = try await queue.claim(worker: "w", maximum: 2)
+            #expect(held.jobs.isEmpty && held.limitedFor != nil)
+        }
+    }
+
+    @Test(arguments: QueueKind.allCases)
+    func theSameIdempotencyKeyReturnsTheFirstJob(kind: QueueKind) async throws {
+        try await withQueue(kind) { queue in
+            let first = try await queue.enqueue(job(key: "order-42"))
+            let again = try await queue.enqueue(job(key: "order-42"))
+            #expect(first == .enqueued(first.id))
+            #expect(again == .existing(first.id))
+            #expect(try await queue.stats().ready == 1)
+        }
+    }
+
+    @Test(arguments: QueueKind.allCases)
+    func aFullBacklogRefusesFast(kind: QueueKind) async throws {
+        try await withQueue(kind, maximumBacklog: 2) { queue in
+            _ = try await queue.enqueue(job())
+            _ = try await queue.enqueue(job())
+            await #expect(throws: JobQueueError.self) { try await queue.enqueue(job()) }
+            _ = try await queue.claim(worker: "w", maximum: 1)
+            _ = try await queue.enqueue(job())  // room again
+        }
+    }
+
+    @Test(arguments: QueueKind.allCases)
+    func cancellingRemovesWaitingJobsAndStopsActiveOnes(kind: QueueKind) async throws {
+        try await withQueue(kind) { queue in
+            let waiting = try await queue.enqueue(job()).id
+            #expect(try await queue.cancel(waiting) == .cancelled)
+            #expect(try await queue.claim(worker: "w", maximum: 5).jobs.isEmpty)
+            #expect(try await queue.stats().ready == 0)
+
+            let running = try await queue.enqueue(job()).id
+            let claimed = try #require(try await queue.claim(worker: "w", maximum: 1).jobs.first)
+            let notices = queue.cancellations()
+            // The subscription is in place once a published cancel arrives; retry until then.
+            let told = try await withThrowingTaskGroup(of: JobID?.self) { group in
+                group.addTask { await notices.first { _ in true } }
+                group.addTask {
+                    while !Task.isCancelled {
+                        #expect(try await queue.cancel(running) == .active)
+                        try await Task.sleep(for: .milliseconds(100))
+                    }
+                    return nil
+                }
+                defer { group.cancelAll() }
+                return try await group.next() ?? nil
             }
-            #expect(try await queue.acknowledge(job, consumer: "a"))
-            try await redis.send("DEL", queue.streamKey)
+            #expect(told == running)
+            #expect(try await queue.renew(claimed) == .cancelRequested)
+            #expect(try await queue.finishCancelled(claimed))
+            #expect(try await queue.status(running)?.state == .cancelled)
+            #expect(try await queue.cancel(running) == .cancelled)  // already over: unchanged
         }
     }
 
-    @Test func jobEventsAreReadInOrderAndResumable() async throws {
-        try await TestServices.withRedis { redis in
-            let events = JobEvents(client: redis, retentionSeconds: 60)
-            let job = JobID()
-            let first = try await events.append(job, ["type": "token", "text": "a"])
-            try await events.append(job, ["type": "token", "text": "b"])
-            let all = try await events.all(job)
-            #expect(all.map { $0.fields["text"] } == ["a", "b"])
-            let rest = try await events.read(job, after: first, block: .seconds(1))
-            #expect(rest.map { $0.fields["text"] } == ["b"])
-            #expect(try await redis.send("TTL", events.key(job)).int ?? 0 > 0)
-            try await redis.send("DEL", events.key(job))
+    @Test(arguments: QueueKind.allCases)
+    func aReleasedJobIsReadyAgainWithoutUsingAnAttempt(kind: QueueKind) async throws {
+        try await withQueue(kind) { queue in
+            _ = try await queue.enqueue(job())
+            let first = try #require(try await queue.claim(worker: "w", maximum: 1).jobs.first)
+            #expect(try await queue.release(first))
+            let again = try #require(try await queue.claim(worker: "w", maximum: 1).jobs.first)
+            #expect(again.id == first.id && again.attempt == 1)
+        }
+    }
+
+    @Test(arguments: QueueKind.allCases)
+    func statsShowBacklogAgeAndLiveWorkers(kind: QueueKind) async throws {
+        try await withQueue(kind) { queue in
+            _ = try await queue.enqueue(job())
+            var delayed = job()
+            delayed.delay = .seconds(60)
+            _ = try await queue.enqueue(delayed)
+            try await queue.heartbeat(worker: "w1", types: ["work", "other"], ttl: .seconds(30))
+            let stats = try await queue.stats()
+            #expect(stats.ready == 1 && stats.delayed == 1)
+            #expect(stats.oldestReadyAge != nil)
+            #expect(stats.liveWorkers == ["w1"])
+            #expect(stats.handledTypes == ["work", "other"])
+        }
+    }
+}
+
+/// What only the Redis queue has: keys for autoscalers, event streams, blocking wake-ups.
+@Suite struct RedisJobQueueTests {
+    @Test func theBacklogKeyLengthIsTheReadyCount() async throws {
+        try await TestServices.withRedis { (redis: RedisClient) async throws in
+            let queue = RedisJobQueue(name: QueueName(TestServices.uniqueName("keda")), client: redis)
+            for tenant in ["a", "b", "a"] { _ = try await queue.enqueue(job(tenant)) }
+            #expect(try await redis.send("LLEN", queue.backlogKey).int == 3)
+            _ = try await queue.claim(worker: "w", maximum: 2)
+            #expect(try await redis.send("LLEN", queue.backlogKey).int == 1)
+        }
+    }
+
+    @Test func eachJobHasAnEventStreamFromBeforeItCanRun() async throws {
+        try await TestServices.withRedis { (redis: RedisClient) async throws in
+            let queue = RedisJobQueue(name: QueueName(TestServices.uniqueName("events")), client: redis)
+            let events = JobEvents(queue: queue)
+            let id = try await queue.enqueue(job()).id
+            #expect(try await events.all(id).map(\.type) == ["queued"])
+            let claimed = try #require(try await queue.claim(worker: "w", maximum: 1).jobs.first)
+            try await events.append(id, ["type": "progress", "done": "1"])
+            #expect(try await queue.complete(claimed, tokens: nil))
+            #expect(try await events.all(id).map(\.type) == ["queued", "progress", "completed"])
+            #expect(try await redis.timeToLive(events.key(id)) > 0)
+        }
+    }
+
+    @Test func aWaitingWorkerWakesWhenAJobArrives() async throws {
+        try await TestServices.withRedis { (redis: RedisClient) async throws in
+            let queue = RedisJobQueue(name: QueueName(TestServices.uniqueName("wake")), client: redis)
+            _ = try await queue.claim(worker: "w", maximum: 1)  // drains nothing; the queue exists
+            try await redis.delete([queue.prefix + "wake"])
+            async let woke: Void = queue.waitForWork(timeout: .seconds(30))
+            _ = try await queue.enqueue(job())
+            try await woke
+            #expect(try await queue.claim(worker: "w", maximum: 1).jobs.count == 1)
         }
     }
 }

@@ -13,38 +13,38 @@ import TernTestSupport
     func runJob(prepareEvents: @Sendable (JobEvents, JobID) async throws -> Void = { _, _ in }) async throws -> (tokens: [String], answer: [StoredMessage]) {
         try await TestServices.withStore { store in
             try await TestServices.withRedis { redis in
-                let queue = JobQueue(name: QueueName(TestServices.uniqueName("worker")), client: redis)
-                let events = JobEvents(client: redis, retentionSeconds: 60)
+                let queue = RedisJobQueue(name: QueueName(TestServices.uniqueName("worker")), client: redis)
+                let events = JobEvents(queue: queue)
                 let user = try await store.ensureUser(email: TestServices.uniqueName("worker") + "@test")
                 let jobID = JobID()
                 let messages = [ChatMessage(role: "user", content: "Say something")]
                 let conversation = try await store.createChat(user: user, jobID: jobID.uuid, model: "mock", title: "t", messages: messages.map { StoredMessage(role: $0.role, content: $0.content) })
                 let job = ChatJob(userID: user.uuid, conversationID: conversation, model: "mock", messages: messages, options: GenerationOptions(maxTokens: 5))
                 try await prepareEvents(events, jobID)
-                try await queue.prepare()
-                try await queue.enqueue(id: jobID, type: ChatJob.type, payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self))
+                _ = try await queue.enqueue(NewJob(
+                    id: jobID, type: ChatJob.type, tenant: "\(user)", payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self)))
 
-                var configuration = ChatWorker.Configuration()
+                var configuration = JobWorker.Configuration()
                 configuration.concurrency = 1
-                configuration.claimBlock = .milliseconds(200)
-                let worker = ChatWorker(configuration: configuration, queue: queue, events: events, store: store,
-                                        provider: OpenAIProvider(configuration: .init(baseURL: TestServices.llmURL, model: "mock")),
-                                        logger: TestServices.logger)
+                configuration.idleWait = .milliseconds(200)
+                let handler = ChatJobHandler(
+                    events: events, store: store, provider: OpenAIProvider(configuration: .init(baseURL: TestServices.llmURL, model: "mock")),
+                    logger: TestServices.logger)
+                let worker = JobWorker(configuration: configuration, queue: queue, handlers: [ChatJob.type: handler], logger: TestServices.logger)
                 // The worker runs until the job is finished, stored and acknowledged.
                 let finished = try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await worker.run() }
                     defer { group.cancelAll() }
                     return try await eventually {
-                        let acknowledged = try await queue.depth() == 0
+                        let acknowledged = try await queue.status(jobID)?.state == .completed
                         let status = try await store.jobStatus(jobID.uuid, user: user)?.status
                         return acknowledged && status == "completed"
                     }
                 }
                 #expect(finished)
                 let tokens = try await events.all(jobID).compactMap { $0.type == "token" ? $0.fields["text"] : nil }
-                #expect(try await events.all(jobID).last?.type == "done")
+                #expect(try await events.all(jobID).map(\.type).suffix(2) == ["done", "completed"])
                 let stored = try await store.messages(conversation: conversation, user: user)
-                try await redis.send("DEL", queue.streamKey, events.key(jobID))
                 return (tokens, stored)
             }
         }

@@ -1,0 +1,286 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import ServiceLifecycle
+
+/// Runs a queue's jobs with the handlers registered per job type, `concurrency` at a time.
+///
+/// One loop claims as many jobs as there are free slots (up to `batchSize` per call) and,
+/// when there is nothing to run, blocks on the queue's wake-up signal. Each running job renews
+/// its lease at a third of the lease time, stops when its cancellation arrives (pub/sub, or the
+/// renewal's answer), and reports its outcome; a failed attempt is retried with exponential
+/// backoff and jitter unless the handler says otherwise. A job of a type with no handler fails
+/// at once, visibly, instead of waiting forever. On graceful shutdown the worker stops claiming,
+/// lets running jobs finish within `gracePeriod`, and returns the rest to the queue.
+public struct JobWorker: Service {
+    public struct Configuration: Sendable {
+        /// Unique per process: leases are held under it.
+        public var name: String = "worker-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8).lowercased())"
+        /// Jobs run at the same time.
+        public var concurrency: Int = 4
+        /// Most jobs claimed in one call.
+        public var batchSize: Int = 16
+        /// Longest wait for a wake-up before claiming again anyway.
+        public var idleWait: Duration = .seconds(1)
+        /// How long running jobs may take to finish after shutdown begins.
+        public var gracePeriod: Duration = .seconds(30)
+        /// Backoff for failed attempts.
+        public var retry = RetryPolicy()
+        /// How often the worker announces itself; it counts as gone after three missed beats.
+        public var heartbeat: Duration = .seconds(5)
+
+        public init() {}
+    }
+
+    let configuration: Configuration
+    let queue: any JobQueue
+    let handlers: [String: any JobHandler]
+    let logger: Logger
+
+    public init(configuration: Configuration, queue: any JobQueue, handlers: [String: any JobHandler], logger: Logger) {
+        self.configuration = configuration
+        self.queue = queue
+        self.handlers = handlers
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let running = RunningJobs()
+        logger.info("worker started", metadata: [
+            "worker": "\(configuration.name)", "queue": "\(queue.name)", "types": "\(handlers.keys.sorted())",
+        ])
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await heartbeats() }
+            group.addTask {
+                for await id in queue.cancellations() { running.signal(id, .cancel) }
+            }
+            await withGracefulShutdownHandler {
+                await dispatch(running)
+            } onGracefulShutdown: {
+                running.wakeDispatcher()
+            }
+            group.cancelAll()
+        }
+        logger.info("worker stopped", metadata: ["worker": "\(configuration.name)"])
+    }
+
+    private func heartbeats() async {
+        let types = handlers.keys.sorted()
+        while !Task.isCancelled {
+            do {
+                try await queue.heartbeat(worker: configuration.name, types: types, ttl: configuration.heartbeat * 3)
+            } catch {
+                logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: configuration.heartbeat)
+        }
+    }
+
+    /// Claims and starts jobs until graceful shutdown, then winds down.
+    private func dispatch(_ running: RunningJobs) async {
+        await withDiscardingTaskGroup { group in
+            var failures = 0
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                await running.waitForFreeSlot(below: configuration.concurrency)
+                if Task.isShuttingDownGracefully || Task.isCancelled { break }
+                do {
+                    let free = configuration.concurrency - running.count
+                    let result = try await queue.claim(worker: configuration.name, maximum: min(configuration.batchSize, max(1, free)))
+                    failures = 0
+                    for job in result.jobs {
+                        let signals = running.register(job.id)
+                        group.addTask {
+                            await run(job, signals: signals)
+                            running.unregister(job.id)
+                        }
+                    }
+                    if result.jobs.isEmpty {
+                        try await queue.waitForWork(timeout: min(result.retryIn ?? configuration.idleWait, configuration.idleWait))
+                    }
+                } catch {
+                    // Redis unavailable: back off (capped) and try again; never exit.
+                    failures += 1
+                    logger.warning("claim failed", metadata: ["error": "\(error)", "consecutive": "\(failures)"])
+                    try? await Task.sleep(for: .milliseconds(min(5000, 50 << min(failures, 7))))
+                }
+            }
+            let deadline = ContinuousClock.now + configuration.gracePeriod
+            while running.count > 0, ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            if running.count > 0 {
+                logger.warning("grace period over; returning running jobs to the queue", metadata: ["jobs": "\(running.count)"])
+                running.signalAll(.release)
+            }
+        }
+    }
+
+    private enum Ending {
+        case finished(Result<JobOutcome, any Error>)
+        case cancelled
+        case released
+        case leaseLost
+    }
+
+    /// Runs one job beside its lease keeper, then records how it ended.
+    private func run(_ job: ClaimedJob, signals: RunningJobs.Signals) async {
+        var logger = logger
+        logger[metadataKey: "job"] = "\(job.id)"
+        logger[metadataKey: "type"] = "\(job.type)"
+        logger[metadataKey: "attempt"] = "\(job.attempt)"
+        guard let handler = handlers[job.type] else {
+            logger.error("no handler for the job type")
+            await record(job, logger: logger) {
+                _ = try await queue.fail(
+                    job, code: "no_handler", reason: "no worker handles jobs of type '\(job.type)'", decision: .giveUp)
+            }
+            return
+        }
+        let ending = await withTaskGroup(of: Ending?.self) { group -> Ending in
+            group.addTask {
+                do {
+                    return .finished(.success(try await handler.handle(job)))
+                } catch {
+                    return .finished(.failure(error))
+                }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: queue.lease / 3)
+                    signals.continuation.yield(.renew)
+                }
+                return nil
+            }
+            group.addTask {
+                for await signal in signals.stream {
+                    switch signal {
+                    case .renew:
+                        switch try? await queue.renew(job) {
+                        case .cancelRequested: return .cancelled
+                        case .lost: return .leaseLost
+                        case .renewed, nil: continue  // nil: Redis unreachable for now; the next renewal tells
+                        }
+                    case .cancel: return .cancelled
+                    case .release: return .released
+                    }
+                }
+                return nil
+            }
+            var ending: Ending?
+            while ending == nil, let next = await group.next() { ending = next }
+            group.cancelAll()
+            signals.continuation.finish()
+            return ending ?? .released
+        }
+        switch ending {
+        case .finished(.success(let outcome)):
+            await record(job, logger: logger) {
+                if try await !queue.complete(job, tokens: outcome.tokens) { logger.warning("lease lost before completion was recorded") }
+            }
+        case .finished(.failure(let error)):
+            let failure = error as? JobFailure
+            let decision: RetryDecision
+            switch failure?.retry {
+            case .never: decision = .giveUp
+            case .after(let delay): decision = .retry(after: delay)
+            case .withBackoff, nil: decision = .retry(after: configuration.retry.delay(after: job.attempt))
+            }
+            let reason = failure?.reason ?? String(String(describing: error).prefix(500))
+            logger.warning("job attempt failed", metadata: ["error": "\(reason)"])
+            await record(job, logger: logger) {
+                _ = try await queue.fail(job, code: failure?.code ?? "job_failed", reason: reason, decision: decision)
+            }
+        case .cancelled:
+            logger.info("job cancelled")
+            await record(job, logger: logger) { _ = try await queue.finishCancelled(job) }
+        case .released:
+            await record(job, logger: logger) { _ = try await queue.release(job) }
+        case .leaseLost:
+            logger.warning("lease lost; another worker has the job")
+        }
+    }
+
+    /// Records an outcome, retrying while Redis is unreachable (a restart): giving up early
+    /// would make the job run again. After a lease time the lease is gone anyway.
+    private func record(_ job: ClaimedJob, logger: Logger, _ body: () async throws -> Void) async {
+        let deadline = ContinuousClock.now + queue.lease
+        var delay = Duration.milliseconds(50)
+        while true {
+            do {
+                return try await body()
+            } catch {
+                guard ContinuousClock.now + delay < deadline else {
+                    logger.error("could not record the job's outcome; it will run again", metadata: ["error": "\(error)"])
+                    return
+                }
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(2))
+            }
+        }
+    }
+}
+
+/// The jobs a worker is running, with a signal channel to each; and the dispatcher's wait for
+/// a free slot.
+final class RunningJobs: Sendable {
+    enum Signal: Sendable {
+        case renew
+        case cancel
+        case release
+    }
+
+    struct Signals: Sendable {
+        let stream: AsyncStream<Signal>
+        let continuation: AsyncStream<Signal>.Continuation
+    }
+
+    private struct State {
+        var jobs: [JobID: AsyncStream<Signal>.Continuation] = [:]
+        var dispatcher: CheckedContinuation<Void, Never>?
+    }
+    private let state = NIOLockedValueBox(State())
+
+    var count: Int { state.withLockedValue { $0.jobs.count } }
+
+    func register(_ id: JobID) -> Signals {
+        let (stream, continuation) = AsyncStream.makeStream(of: Signal.self, bufferingPolicy: .bufferingNewest(8))
+        state.withLockedValue { $0.jobs[id] = continuation }
+        return Signals(stream: stream, continuation: continuation)
+    }
+
+    func unregister(_ id: JobID) {
+        let dispatcher = state.withLockedValue { state in
+            state.jobs[id] = nil
+            defer { state.dispatcher = nil }
+            return state.dispatcher
+        }
+        dispatcher?.resume()
+    }
+
+    func signal(_ id: JobID, _ signal: Signal) {
+        _ = state.withLockedValue { $0.jobs[id] }?.yield(signal)
+    }
+
+    func signalAll(_ signal: Signal) {
+        state.withLockedValue { Array($0.jobs.values) }.forEach { $0.yield(signal) }
+    }
+
+    /// Returns once fewer than `limit` jobs run (or `wakeDispatcher` is called).
+    func waitForFreeSlot(below limit: Int) async {
+        await withCheckedContinuation { continuation in
+            let free = state.withLockedValue { state in
+                if state.jobs.count < limit || Task.isShuttingDownGracefully { return true }
+                state.dispatcher = continuation
+                return false
+            }
+            if free { continuation.resume() }
+        }
+    }
+
+    func wakeDispatcher() {
+        state.withLockedValue { state in
+            defer { state.dispatcher = nil }
+            return state.dispatcher
+        }?.resume()
+    }
+}

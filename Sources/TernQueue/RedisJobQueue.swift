@@ -1,0 +1,206 @@
+import Foundation
+import Logging
+import NIOCore
+import TernRedis
+
+/// The job queue on Redis: every state change is one Lua script, all keys of a queue share the
+/// Redis Cluster hash tag `{NAME}`, and nothing needs a scheduled clean-up: expired leases and
+/// due delayed jobs are handled by the next claim. `backlogKey` is a list whose length is
+/// exactly the number of ready jobs, for autoscalers (KEDA's Redis list scaler).
+public struct RedisJobQueue: JobQueue {
+    public struct Configuration: Sendable {
+        /// How long a claim holds without renewal; a worker renews at a third of it.
+        public var lease: Duration = .seconds(30)
+        /// Ready plus delayed jobs beyond which `enqueue` fails with `backlogFull`; `nil`: no limit.
+        public var maximumBacklog: Int?
+        /// How long a job's event stream is kept after its last event.
+        public var eventRetention: Duration = .seconds(24 * 3600)
+        /// How long completed, failed and cancelled jobs are kept (and idempotency keys honoured).
+        public var finishedRetention: Duration = .seconds(24 * 3600)
+        /// At most this many completed (and as many failed, and cancelled) jobs are kept.
+        public var finishedKeep: Int = 100_000
+
+        public init() {}
+    }
+
+    public let name: QueueName
+    public let client: RedisClient
+    public let configuration: Configuration
+    public var lease: Duration { configuration.lease }
+
+    public init(name: QueueName, client: RedisClient, configuration: Configuration = .init()) {
+        self.name = name
+        self.client = client
+        self.configuration = configuration
+    }
+
+    /// The prefix of every key of the queue, with its hash tag.
+    public var prefix: String { "tern:{\(name.rawValue)}:" }
+    /// A list whose length is the ready backlog.
+    public var backlogKey: String { prefix + "backlog" }
+
+    private var retentions: [any RESPArgument] {
+        [configuration.eventRetention.milliseconds, configuration.finishedRetention.milliseconds, configuration.finishedKeep]
+    }
+
+    private func run(_ script: RedisScript, _ arguments: [any RESPArgument]) async throws -> RESPValue {
+        try await client.run(script, keys: [prefix], arguments: arguments)
+    }
+
+    public func enqueue(_ job: NewJob) async throws -> EnqueueResult {
+        guard job.maximumAttempts >= 1 else { throw JobQueueError(.invalidArgument, "maximumAttempts must be at least 1") }
+        guard !job.tenant.isEmpty, !job.type.isEmpty else { throw JobQueueError(.invalidArgument, "a job needs a type and a tenant") }
+        let reply = try await run(Self.enqueueScript, [
+            job.id.rawValue, job.type, job.tenant, job.lane.rawValue, job.payload, job.maximumAttempts,
+            job.delay.milliseconds, job.idempotencyKey ?? "", job.provider ?? "", job.tokens,
+            configuration.maximumBacklog ?? 0, configuration.eventRetention.milliseconds, configuration.finishedRetention.milliseconds,
+        ])
+        guard let parts = reply.array, parts.count == 2, let outcome = parts[0].string else {
+            throw RedisError(.unexpectedReply, "enqueue returned an unexpected reply")
+        }
+        switch outcome {
+        case "enqueued": return .enqueued(job.id)
+        case "existing":
+            guard let id = parts[1].string.flatMap(JobID.init) else { throw RedisError(.unexpectedReply, "enqueue returned no id") }
+            return .existing(id)
+        default:
+            throw JobQueueError(.backlogFull, "the queue \(name) holds its maximum of \(configuration.maximumBacklog ?? 0) waiting jobs")
+        }
+    }
+
+    public func claim(worker: String, maximum: Int) async throws -> ClaimResult {
+        let reply = try await run(Self.claimScript, [worker, max(1, maximum), lease.milliseconds] + retentions)
+        guard let values = reply.array, values.count >= 2, (values.count - 2) % 10 == 0 else {
+            throw RedisError(.unexpectedReply, "claim returned an unexpected reply")
+        }
+        var jobs: [ClaimedJob] = []
+        for start in stride(from: 2, to: values.count, by: 10) {
+            let f = values[start..<(start + 10)].map { $0.string ?? "" }
+            guard let id = JobID(f[0]) else { continue }
+            jobs.append(ClaimedJob(
+                id: id, type: f[1], tenant: f[2], payload: f[3], attempt: Int(f[4]) ?? 1, maximumAttempts: Int(f[5]) ?? 1,
+                provider: f[6].isEmpty ? nil : f[6], lease: f[7], enqueuedAt: Int64(f[8]) ?? 0, startedAt: Int64(f[9]) ?? 0))
+        }
+        func duration(_ value: RESPValue) -> Duration? {
+            guard let ms = value.int, ms >= 0 else { return nil }
+            return .milliseconds(ms)
+        }
+        return ClaimResult(jobs: jobs, limitedFor: duration(values[0]), nextDueIn: duration(values[1]))
+    }
+
+    public func waitForWork(timeout: Duration) async throws {
+        let seconds = max(0.001, Double(timeout.milliseconds) / 1000)
+        _ = try await client.blockingPopFront([prefix + "wake"], timeoutSeconds: seconds)
+    }
+
+    public func renew(_ job: ClaimedJob) async throws -> LeaseRenewal {
+        switch try await run(Self.renewScript, [job.id.rawValue, job.lease, lease.milliseconds]).int {
+        case 0: .renewed
+        case 1: .cancelRequested
+        default: .lost
+        }
+    }
+
+    public func complete(_ job: ClaimedJob, tokens: Int?) async throws -> Bool {
+        try await run(Self.completeScript, [job.id.rawValue, job.lease, tokens ?? -1] + retentions).int == 1
+    }
+
+    public func fail(_ job: ClaimedJob, code: String, reason: String, decision: RetryDecision) async throws -> JobState? {
+        let delay: Int64
+        switch decision {
+        case .retry(let after): delay = max(0, after.milliseconds)
+        case .giveUp: delay = -1
+        }
+        let reply = try await run(Self.failScript, [job.id.rawValue, job.lease, code, reason, delay] + retentions)
+        return reply.string.flatMap(JobState.init)
+    }
+
+    public func release(_ job: ClaimedJob) async throws -> Bool {
+        try await run(Self.releaseScript, [job.id.rawValue, job.lease]).int == 1
+    }
+
+    public func cancel(_ id: JobID) async throws -> JobState {
+        let reply = try await run(Self.cancelScript, [id.rawValue] + retentions)
+        guard let state = reply.string.flatMap(JobState.init) else { throw JobQueueError(.notFound, "no job \(id)") }
+        return state
+    }
+
+    public func finishCancelled(_ job: ClaimedJob) async throws -> Bool {
+        try await run(Self.finishCancelledScript, [job.id.rawValue, job.lease] + retentions).int == 1
+    }
+
+    public func status(_ id: JobID) async throws -> JobStatus? {
+        let fields = try await client.hashGetAll(prefix + "job:" + id.rawValue)
+        guard let state = fields["state"].flatMap(JobState.init) else { return nil }
+        return JobStatus(
+            id: id, type: fields["type"] ?? "", tenant: fields["tenant"] ?? "", state: state,
+            attempt: Int(fields["attempt"] ?? "") ?? 0, maximumAttempts: Int(fields["maxAttempts"] ?? "") ?? 0,
+            enqueuedAt: Int64(fields["enqueuedAt"] ?? "") ?? 0, startedAt: fields["startedAt"].flatMap { Int64($0) },
+            finishedAt: fields["finishedAt"].flatMap { Int64($0) }, error: fields["error"].flatMap { $0.isEmpty ? nil : $0 },
+            cancelRequested: fields["cancel"] == "1")
+    }
+
+    public func stats() async throws -> QueueStats {
+        let reply = try await run(Self.statsScript, [])
+        guard let v = reply.array, v.count == 11 else { throw RedisError(.unexpectedReply, "stats returned an unexpected reply") }
+        func count(_ index: Int) -> Int { Int(v[index].int ?? 0) }
+        let oldest = v[6].int ?? -1
+        let now = v[7].int ?? 0
+        let totals = v[8].fieldDictionary.compactMapValues { Int64($0) }
+        let live = (v[9].array ?? []).compactMap(\.string)
+        let types = Set((v[10].array ?? []).compactMap(\.string).flatMap { $0.split(separator: ",").map(String.init) })
+        return QueueStats(
+            ready: count(0), delayed: count(1), active: count(2), completed: count(3), failed: count(4), cancelled: count(5),
+            oldestReadyAge: oldest >= 0 ? .milliseconds(max(0, now - oldest)) : nil,
+            totals: totals, liveWorkers: live, handledTypes: types)
+    }
+
+    public func setLimits(_ limits: ProviderLimits, for provider: String) async throws {
+        let key = prefix + "limits"
+        let fields: [(String, Int?)] = [
+            ("concurrency", limits.concurrency), ("rpm", limits.requestsPerMinute), ("tpm", limits.tokensPerMinute), ("burst", limits.burst),
+        ]
+        var commands: [RESPCommand] = []
+        for (field, value) in fields {
+            if let value {
+                commands.append(RESPCommand("HSET", key, "\(provider):\(field)", max(1, value)))
+            } else {
+                commands.append(RESPCommand("HDEL", key, "\(provider):\(field)"))
+            }
+        }
+        for result in try await client.pipeline(commands) { _ = try result.get() }
+    }
+
+    public func heartbeat(worker: String, types: [String], ttl: Duration) async throws {
+        _ = try await run(Self.heartbeatScript, [worker, types.sorted().joined(separator: ","), ttl.milliseconds])
+    }
+
+    public func cancellations() -> AsyncStream<JobID> {
+        let (stream, continuation) = AsyncStream.makeStream(of: JobID.self)
+        let subscriber = RedisSubscriber(configuration: client.configuration, logger: client.logger)
+        let channel = prefix + "cancel"
+        // Unstructured: the subscription lives as long as its reader; ending the stream ends it.
+        let task = Task {
+            var delay = Duration.milliseconds(100)
+            while !Task.isCancelled {
+                do {
+                    try await subscriber.subscribe(to: [channel]) { messages in
+                        delay = .milliseconds(100)
+                        for await message in messages {
+                            if let id = JobID(String(buffer: message.payload)) { continuation.yield(id) }
+                        }
+                    }
+                } catch {
+                    client.logger.warning("cancel subscription failed; retrying", metadata: ["error": "\(error)"])
+                    try? await Task.sleep(for: delay)
+                    delay = min(delay * 2, .seconds(5))
+                }
+            }
+        }
+        continuation.onTermination = { _ in
+            task.cancel()
+            subscriber.shutdown()
+        }
+        return stream
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import TernAI
+import TernQueue
+import TernRedis
+import TernStore
+
+/// Runs chat jobs: streams the model's answer into the job's event stream and stores the
+/// answer and its usage. A retried job (its worker died mid-answer) never repeats what clients
+/// already received, and an attempt that finished but died before acknowledging only finishes
+/// the bookkeeping.
+public struct ChatJobHandler: JobHandler {
+    let events: JobEvents
+    let store: Store
+    let provider: OpenAIProvider
+    let logger: Logger
+
+    public init(events: JobEvents, store: Store, provider: OpenAIProvider, logger: Logger) {
+        self.events = events
+        self.store = store
+        self.provider = provider
+        self.logger = logger
+    }
+
+    public func handle(_ job: ClaimedJob) async throws -> JobOutcome {
+        var logger = logger
+        logger[metadataKey: "job"] = "\(job.id)"
+        logger[metadataKey: "attempt"] = "\(job.attempt)"
+        return try await generate(job, logger: logger)
+    }
+
+    private func generate(_ job: ClaimedJob, logger: Logger) async throws -> JobOutcome {
+        guard job.type == ChatJob.type, let chat = try? JSONDecoder().decode(ChatJob.self, from: Data(job.payload.utf8)) else {
+            logger.error("job payload is not a chat job")
+            throw try await fail(job, code: "invalid_job", message: "the job could not be read", logger: logger)
+        }
+        let earlier = try await events.all(job.id).compactMap { ChatEvent(fields: $0.fields) }
+        let streamedSoFar = earlier.reduce(into: "") { text, event in if case .token(let t) = event { text += t } }
+        if let usage = earlier.lazy.compactMap(\.usage).first {
+            // An earlier attempt finished but died before acknowledging: finish the bookkeeping.
+            try await store.completeChatJob(job.id.uuid, answer: streamedSoFar, model: chat.model, usage: usage)
+            return JobOutcome(tokens: usage.promptTokens + usage.completionTokens)
+        }
+        try await store.startJob(job.id.uuid, attempt: job.attempt)
+        try await events.append(job.id, ChatEvent.started(attempt: job.attempt).fields)
+
+        // A retried job must not repeat what clients already received: text the earlier attempt
+        // streamed is skipped while the new answer matches it, and a divergent answer fails the
+        // job rather than show the client a spliced answer.
+        var answer = ""
+        var finish = (reason: "stop", promptTokens: 0, completionTokens: 0)
+        var completionPieces = 0
+        do {
+            for try await part in provider.streamChat(messages: chat.messages, options: chat.options) {
+                switch part {
+                case .text(let text):
+                    completionPieces += 1
+                    let before = answer.utf8.count
+                    let seen = streamedSoFar.utf8.count
+                    answer += text
+                    if answer.utf8.count <= seen {
+                        guard streamedSoFar.utf8.starts(with: answer.utf8) else { throw Diverged() }
+                        continue
+                    }
+                    if before < seen {
+                        guard answer.utf8.starts(with: streamedSoFar.utf8) else { throw Diverged() }
+                    }
+                    // `answer` starts with `streamedSoFar`, so this cut is on a character boundary.
+                    let newText = String(decoding: answer.utf8.dropFirst(max(before, seen)), as: UTF8.self)
+                    try await events.append(job.id, ChatEvent.token(newText).fields)
+                case .finished(let reason, let prompt, let completion):
+                    finish = (reason, prompt ?? 0, completion ?? completionPieces)
+                }
+            }
+        } catch is Diverged {
+            throw try await fail(job, code: "interrupted", message: "the model was interrupted mid-answer and could not resume it", logger: logger)
+        } catch let error as ProviderError {
+            logger.warning("model call failed", metadata: ["error": "\(error.message)"])
+            throw try await fail(job, code: "upstream_error", message: error.publicMessage, logger: logger)
+        }
+        // The event first: if the worker dies before storing, the next attempt finds `done` and
+        // stores what was streamed, rather than generating (and perhaps diverging) again.
+        let usage = TokenUsage(promptTokens: finish.promptTokens, completionTokens: finish.completionTokens)
+        try await events.append(job.id, ChatEvent.done(finishReason: finish.reason, promptTokens: usage.promptTokens, completionTokens: usage.completionTokens).fields)
+        try await store.completeChatJob(job.id.uuid, answer: answer, model: chat.model, usage: usage)
+        logger.info("chat job completed", metadata: ["completion_tokens": "\(usage.completionTokens)"])
+        return JobOutcome(tokens: usage.promptTokens + usage.completionTokens)
+    }
+
+    /// Records the failure in the store and returns it for the queue, which ends the job and
+    /// tells the client (the job's `error` event).
+    private func fail(_ job: ClaimedJob, code: String, message: String, logger: Logger) async throws -> JobFailure {
+        logger.warning("chat job failed", metadata: ["code": "\(code)"])
+        try await store.failJob(job.id.uuid, reason: message)
+        return JobFailure(code: code, message, retry: .never)
+    }
+}
+
+struct Diverged: Error {}
+
+extension ChatEvent {
+
+    var usage: TokenUsage? {
+        if case .done(_, let prompt, let completion) = self { return TokenUsage(promptTokens: prompt, completionTokens: completion) }
+        return nil
+    }
+}
