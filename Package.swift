@@ -102,13 +102,29 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
         // Load generator for bench/redis: the client driven the way redis-benchmark drives Redis.
         .executableTarget(
             name: "RedisBench",
-            dependencies: ["TernRedis", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "TernRedis", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Queue drills for the chaos test and bench/queue: drill workers, a producer, stats.
+        .executableTarget(
+            name: "QueueDrill",
+            dependencies: [
+                "TernQueue", "TernRedis",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         // libFuzzer target for the RESP decoder (scripts/fuzz builds it with -sanitize=fuzzer).

@@ -2,11 +2,13 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// A fast, deterministic OpenAI-compatible upstream for tests and benchmarks. The answer to any
 /// prompt is "Mock answer token 1 token 2 ...": `--tokens` pieces (or `max_tokens`, if smaller),
-/// with `--delay-ms` between pieces.
+/// with `--delay-ms` between pieces. `GET /stats` reports what it saw (requests in flight now and
+/// at most, and when each chat request arrived); `POST /stats/reset` starts the count afresh.
 struct MockLLM: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "mock-llm", abstract: "Run a fake OpenAI-compatible model server.")
 
@@ -20,12 +22,23 @@ struct MockLLM: AsyncParsableCommand {
         let router = Router()
         let tokens = self.tokens
         let delay = Duration.milliseconds(delayMilliseconds)
+        let stats = RequestStats()
         router.get("/health") { _, _ in "ok" }
+        router.get("/stats") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try stats.json())))
+        }
+        router.post("/stats/reset") { _, _ in
+            stats.reset()
+            return "ok"
+        }
         router.get("/v1/models") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"],
                      body: .init(byteBuffer: ByteBuffer(string: #"{"object":"list","data":[{"id":"mock","object":"model","created":0,"owned_by":"tern"}]}"#)))
         }
         router.post("/v1/chat/completions") { request, _ -> Response in
+            stats.begin()
+            var ended = false
+            defer { if !ended { stats.end() } }
             let body = try await request.body.collect(upTo: 4 << 20)
             guard let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
                 return Response(status: .badRequest, headers: [.contentType: "application/json"],
@@ -46,8 +59,10 @@ struct MockLLM: AsyncParsableCommand {
                 return Response(status: .ok, headers: [.contentType: "application/json"],
                                 body: .init(byteBuffer: ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: completion))))
             }
+            ended = true  // the stream ends the request when its last byte is written
             let includeUsage = (object["stream_options"] as? [String: Any])?["include_usage"] as? Bool == true
             return Response(status: .ok, headers: [.contentType: "text/event-stream"], body: .init { writer in
+                defer { stats.end() }
                 for piece in pieces {
                     if delay > .zero { try await Task.sleep(for: delay) }
                     try await writer.write(Self.event(["choices": [["index": 0, "delta": ["content": piece], "finish_reason": NSNull()]], "model": model]))
@@ -74,5 +89,40 @@ struct MockLLM: AsyncParsableCommand {
         buffer.writeBytes(try JSONSerialization.data(withJSONObject: object))
         buffer.writeString("\n\n")
         return buffer
+    }
+}
+
+/// What the mock has seen, for tests of limits: requests in flight, the most at once, arrivals.
+final class RequestStats: Sendable {
+    private struct State {
+        var inFlight = 0
+        var maximumInFlight = 0
+        var arrivals: [Int64] = []
+    }
+    private let state = NIOLockedValueBox(State())
+
+    func begin() {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        state.withLockedValue { state in
+            state.inFlight += 1
+            state.maximumInFlight = max(state.maximumInFlight, state.inFlight)
+            if state.arrivals.count < 1_000_000 { state.arrivals.append(now) }
+        }
+    }
+
+    func end() { state.withLockedValue { $0.inFlight -= 1 } }
+
+    func reset() {
+        state.withLockedValue { state in
+            state.maximumInFlight = state.inFlight
+            state.arrivals = []
+        }
+    }
+
+    func json() throws -> Data {
+        let snapshot = state.withLockedValue { $0 }
+        return try JSONSerialization.data(withJSONObject: [
+            "in_flight": snapshot.inFlight, "max_in_flight": snapshot.maximumInFlight, "arrivals_ms": snapshot.arrivals,
+        ])
     }
 }
