@@ -177,7 +177,12 @@ let package = Package(
         ),
         .testTarget(
             name: "TernWorkerTests",
-            dependencies: ["TernWorker", "TernTestSupport", "TernAI", "TernQueue", "TernRedis", "TernStore"],
+            dependencies: [
+                "TernWorker", "TernTestSupport", "TernAI", "TernQueue", "TernRedis", "TernStore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

@@ -13,6 +13,8 @@ public enum TestServices {
     public static var databaseURL: String { environment["TERN_TEST_DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:17432/tern?sslmode=disable" }
     /// The mock model server (`tern mock-llm`), with `/v1`.
     public static var llmURL: String { environment["TERN_TEST_LLM_URL"] ?? "http://127.0.0.1:17090/v1" }
+    /// A second mock whose answers take a while (pieces 20 ms apart), for tests of limits.
+    public static var slowLLMURL: String { environment["TERN_TEST_SLOW_LLM_URL"] ?? "http://127.0.0.1:17092/v1" }
 
     public static let logger: Logger = {
         var logger = Logger(label: "tern.test")

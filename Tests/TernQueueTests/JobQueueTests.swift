@@ -310,3 +310,33 @@ func job(_ tenant: String = "t", type: String = "work", lane: JobLane = .interac
         }
     }
 }
+
+/// The acceptance checks for fairness, on the real Redis queue.
+@Suite struct QueueFairnessTests {
+    @Test func aSmallTenantIsServedWithinTwoRoundsOfWorkerSlots() async throws {
+        try await TestServices.withRedis { (redis: RedisClient) async throws in
+            let queue = RedisJobQueue(name: QueueName(TestServices.uniqueName("fair")), client: redis)
+            // Tenant A enqueues 5,000 jobs, then tenant B enqueues 10.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for lane in 0..<32 {
+                    group.addTask {
+                        for _ in stride(from: lane, to: 5000, by: 32) { _ = try await queue.enqueue(job("a")) }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            var small: Set<JobID> = []
+            for _ in 0..<10 { small.insert(try await queue.enqueue(job("b")).id) }
+            // 4 workers with 4 slots each claim as JobWorker does: as many as they have free.
+            let workers = 4, slots = 4
+            var order: [JobID] = []
+            while !small.isSubset(of: Set(order)), order.count < 5010 {
+                for worker in 0..<workers {
+                    order += try await queue.claim(worker: "w\(worker)", maximum: slots).jobs.map(\.id)
+                }
+            }
+            let lastSmall = try #require(order.lastIndex { small.contains($0) })
+            #expect(lastSmall < 2 * workers * slots, "B's last job was claim number \(lastSmall + 1)")
+        }
+    }
+}
