@@ -24,6 +24,8 @@ public struct API: Sendable {
         public var heartbeatMilliseconds = 10_000
         /// Longest a non-streaming request waits for its answer.
         public var answerTimeout: Duration = .seconds(600)
+        /// The bearer token `GET /metrics` requires; `nil` turns the endpoint off.
+        public var metricsToken: String?
         public init() {}
     }
 
@@ -48,6 +50,7 @@ public struct API: Sendable {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: SecurityHeadersMiddleware())
         router.get("/healthz") { _, _ in try await health() }
+        router.get("/metrics") { request, _ in try await metrics(request) }
         router.get("/v1/models") { request, _ in
             _ = try await authenticate(request)
             return try json(ModelList(data: configuration.models.map { .init(id: $0) }))
@@ -77,6 +80,19 @@ public struct API: Sendable {
             throw APIError(.serviceUnavailable, type: "server_error", code: "unhealthy", message: "Redis or PostgreSQL is unavailable.")
         }
         return try json(["status": "ok"])
+    }
+
+    /// The queue's stats for Prometheus, for holders of the metrics token.
+    func metrics(_ request: Request) async throws -> Response {
+        guard let token = configuration.metricsToken else {
+            throw APIError(.notFound, code: "not_found", message: "Metrics are not enabled (TERN_METRICS_TOKEN).")
+        }
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
+              Array(header.dropFirst("Bearer ".count).utf8).constantTimeEquals(Array(token.utf8))
+        else { throw APIError.unauthorized }
+        let text = try await queue.stats().prometheusText(queue: queue.name)
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
     func authenticate(_ request: Request) async throws -> UserID {
@@ -111,5 +127,13 @@ struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
         response.headers[.xContentTypeOptions] = "nosniff"
         response.headers[.init("Referrer-Policy")!] = "no-referrer"
         return response
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Compares without an early exit, so the time taken does not reveal how much matched.
+    func constantTimeEquals(_ other: [UInt8]) -> Bool {
+        guard count == other.count else { return false }
+        return zip(self, other).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
     }
 }

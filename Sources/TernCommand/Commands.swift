@@ -42,6 +42,7 @@ struct APICommand: AsyncParsableCommand {
         configuration.host = environment["TERN_HOST"] ?? "127.0.0.1"
         configuration.port = try environment.int("TERN_PORT", default: 8080)
         configuration.models = [environment.model]
+        configuration.metricsToken = environment["TERN_METRICS_TOKEN"]
         let postgres = PostgresClient(configuration: try environment.database, backgroundLogger: logger)
         let redis = RedisClient(configuration: try environment.redis, logger: logger)
         let queue = try environment.queue(redis)

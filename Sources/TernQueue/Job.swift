@@ -260,6 +260,21 @@ public struct QueueStats: Sendable, Equatable {
     }
 }
 
+extension QueueStats {
+    /// What needs a person's attention: work that is waiting with nobody to run it, and jobs
+    /// that failed because no worker runs their type. Empty when all is well.
+    public var warnings: [String] {
+        var warnings: [String] = []
+        if ready + delayed > 0 && liveWorkers.isEmpty {
+            warnings.append("\(ready + delayed) jobs are waiting and no worker is alive")
+        }
+        if let unhandled = totals["failed:no_handler"], unhandled > 0 {
+            warnings.append("\(unhandled) jobs failed because no worker handles their type (live workers handle: \(handledTypes.sorted().joined(separator: ", ")))")
+        }
+        return warnings
+    }
+}
+
 /// Why the queue refused a call.
 public struct JobQueueError: Error, Equatable, CustomStringConvertible {
     public enum Code: String, Sendable {

@@ -159,6 +159,7 @@ public final class MemoryJobQueue: JobQueue {
                 return .delayed
             }
             state.records[job.id] = record
+            state.totals["failed:\(code)", default: 0] += 1
             Self.finish(job.id, as: .failed, now: now, &state)
             return .failed
         }
@@ -303,6 +304,7 @@ public final class MemoryJobQueue: JobQueue {
             } else if record.attempt >= record.job.maximumAttempts {
                 record.error = "the worker stopped during attempt \(record.attempt) of \(record.job.maximumAttempts)"
                 state.records[id] = record
+                state.totals["failed:worker_lost", default: 0] += 1
                 finish(id, as: .failed, now: now, &state)
             } else {
                 record.error = "the worker stopped during attempt \(record.attempt)"

@@ -131,6 +131,7 @@ extension RedisJobQueue {
           elseif tonumber(f[2]) >= tonumber(f[3]) then
             local reason = 'the worker stopped during attempt ' .. f[2] .. ' of ' .. f[3]
             redis.call('HSET', job, 'error', reason)
+            redis.call('HINCRBY', p .. 'totals', 'failed:worker_lost', 1)
             finish(id, 'failed', now, retentions, 'type', 'error', 'code', 'job_failed', 'message', reason)
           else
             redis.call('HSET', job, 'error', 'the worker stopped during attempt ' .. f[2])
@@ -274,6 +275,7 @@ extension RedisJobQueue {
           wake()
           return 'delayed'
         end
+        redis.call('HINCRBY', p .. 'totals', 'failed:' .. ARGV[3], 1)
         finish(ARGV[1], 'failed', now, {ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])},
           'type', 'error', 'code', ARGV[3], 'message', ARGV[4])
         return 'failed'

@@ -29,6 +29,7 @@ import TernTestSupport
                 var configuration = API.Configuration()
                 configuration.models = ["test-model"]
                 configuration.limits.maximumBodyBytes = 4096
+                configuration.metricsToken = "metrics-secret"
                 let queue = RedisJobQueue(name: QueueName(TestServices.uniqueName("api")), client: redis)
                 let events = JobEvents(queue: queue)
                 let api = API(configuration: configuration, store: store, redis: redis, queue: queue, events: events, logger: TestServices.logger)
@@ -82,6 +83,21 @@ import TernTestSupport
                 }
             }
             #expect(try await fixture.queue.stats().totals["enqueued"] == nil)  // nothing was enqueued
+        }
+    }
+
+    @Test func metricsNeedTheirToken() async throws {
+        try await withAPI { fixture in
+            try await Application(router: fixture.api.router()).test(.router) { client in
+                try await client.execute(uri: "/metrics", method: .get) { #expect($0.status == .unauthorized) }
+                try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer wrong"]) {
+                    #expect($0.status == .unauthorized)
+                }
+                try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer metrics-secret"]) { response in
+                    #expect(response.status == .ok)
+                    #expect(String(buffer: response.body).contains("tern_queue_jobs{queue=\"\(fixture.queue.name)\",state=\"ready\"} 0"))
+                }
+            }
         }
     }
 

@@ -340,3 +340,22 @@ func job(_ tenant: String = "t", type: String = "work", lane: JobLane = .interac
         }
     }
 }
+
+@Suite struct QueueReportTests {
+    @Test func warnsOfWaitingWorkWithoutWorkersAndOfUnhandledTypes() async throws {
+        try await withQueue(.redis) { queue in
+            _ = try await queue.enqueue(job())
+            #expect(try await queue.stats().warnings == ["1 jobs are waiting and no worker is alive"])
+            try await queue.heartbeat(worker: "w", types: ["other"], ttl: .seconds(30))
+            let claimed = try #require(try await queue.claim(worker: "w", maximum: 1).jobs.first)
+            _ = try await queue.fail(claimed, code: "no_handler", reason: "no worker handles jobs of type 'work'", decision: .giveUp)
+            let stats = try await queue.stats()
+            #expect(stats.warnings == ["1 jobs failed because no worker handles their type (live workers handle: other)"])
+            let text = stats.prometheusText(queue: queue.name)
+            #expect(text.contains("tern_queue_jobs{queue=\"\(queue.name)\",state=\"failed\"} 1"))
+            #expect(text.contains("tern_queue_events_total{queue=\"\(queue.name)\",event=\"failed\",code=\"no_handler\"} 1"))
+            #expect(text.contains("tern_queue_live_workers{queue=\"\(queue.name)\"} 1"))
+            #expect(stats.report(queue: queue.name).contains("WARNING: 1 jobs failed because no worker handles their type"))
+        }
+    }
+}
