@@ -5,6 +5,13 @@ public protocol JobHandler: Sendable {
     /// whether to retry; any other error is retried with the worker's backoff. A cancelled job
     /// (or a worker shutting down past its grace period) arrives as task cancellation.
     func handle(_ job: ClaimedJob) async throws -> JobOutcome
+
+    /// The backoff for this job type's failed attempts; `nil` (the default) uses the worker's.
+    var retryPolicy: RetryPolicy? { get }
+}
+
+extension JobHandler {
+    public var retryPolicy: RetryPolicy? { nil }
 }
 
 /// What a finished job reports.

@@ -24,7 +24,7 @@ public struct JobWorker: Service {
         public var idleWait: Duration = .seconds(1)
         /// How long running jobs may take to finish after shutdown begins.
         public var gracePeriod: Duration = .seconds(30)
-        /// Backoff for failed attempts.
+        /// Backoff for failed attempts of handlers without a policy of their own.
         public var retry = RetryPolicy()
         /// How often the worker announces itself; it counts as gone after three missed beats.
         public var heartbeat: Duration = .seconds(5)
@@ -183,7 +183,7 @@ public struct JobWorker: Service {
             switch failure?.retry {
             case .never: decision = .giveUp
             case .after(let delay): decision = .retry(after: delay)
-            case .withBackoff, nil: decision = .retry(after: configuration.retry.delay(after: job.attempt))
+            case .withBackoff, nil: decision = .retry(after: (handler.retryPolicy ?? configuration.retry).delay(after: job.attempt))
             }
             let reason = failure?.reason ?? String(String(describing: error).prefix(500))
             logger.warning("job attempt failed", metadata: ["error": "\(reason)"])

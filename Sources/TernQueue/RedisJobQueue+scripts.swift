@@ -36,16 +36,16 @@ extension RedisJobQueue {
           redis.call('PEXPIRE', key, retention)
         end
         local function wake()
-          redis.call('LPUSH', p .. 'wake', 1)
-          redis.call('LTRIM', p .. 'wake', 0, 63)
+          if redis.call('LPUSH', p .. 'wake', 1) > 64 then redis.call('LTRIM', p .. 'wake', 0, 63) end
         end
-        local function make_ready(id, lane, tenant, front, now)
+        -- Puts a job in its tenant's ready line; `marked`: its state and readyAt are set already.
+        local function make_ready(id, lane, tenant, front, now, marked)
           local list = p .. 'ready:' .. lane .. ':' .. tenant
           local n
           if front then n = redis.call('LPUSH', list, id) else n = redis.call('RPUSH', list, id) end
           if n == 1 then redis.call('RPUSH', p .. 'tenants:' .. lane, tenant) end
           redis.call('RPUSH', p .. 'backlog', 1)
-          redis.call('HSET', p .. 'job:' .. id, 'state', 'ready', 'readyAt', now)
+          if not marked then redis.call('HSET', p .. 'job:' .. id, 'state', 'ready', 'readyAt', now) end
           wake()
         end
         local function trim(set, now, retention, keep)
@@ -64,9 +64,9 @@ extension RedisJobQueue {
           local job = p .. 'job:' .. id
           redis.call('HSET', job, 'state', state, 'finishedAt', now)
           redis.call('ZADD', p .. state, now, id)
-          redis.call('HINCRBY', p .. 'totals', state, 1)
+          -- Trimming looks at 100 old jobs, so once every 100 ends keeps up.
+          if redis.call('HINCRBY', p .. 'totals', state, 1) % 100 == 0 then trim(state, now, retentions[2], retentions[3]) end
           event(id, retentions[1], ...)
-          trim(state, now, retentions[2], retentions[3])
         end
         -- Frees what an active job holds: its lease and its provider slot.
         local function leave_active(id, provider)
@@ -98,16 +98,18 @@ extension RedisJobQueue {
         if maxBacklog > 0 and redis.call('LLEN', p .. 'backlog') + redis.call('ZCARD', p .. 'delayed') >= maxBacklog then
           return {'full', ''}
         end
+        local delay = tonumber(ARGV[7])
+        local state = 'ready'
+        if delay > 0 then state = 'delayed' end
         redis.call('HSET', p .. 'job:' .. id, 'type', ARGV[2], 'tenant', ARGV[3], 'lane', ARGV[4], 'payload', ARGV[5],
-          'attempt', 0, 'maxAttempts', ARGV[6], 'provider', ARGV[9], 'tokens', ARGV[10], 'enqueuedAt', now, 'key', ARGV[8])
+          'attempt', 0, 'maxAttempts', ARGV[6], 'provider', ARGV[9], 'tokens', ARGV[10], 'enqueuedAt', now, 'key', ARGV[8],
+          'state', state, 'readyAt', now)
         if ARGV[8] ~= '' then redis.call('SET', p .. 'idem:' .. ARGV[8], id, 'PX', ARGV[13]) end
         event(id, ARGV[12], 'type', 'queued')
-        local delay = tonumber(ARGV[7])
         if delay > 0 then
-          redis.call('HSET', p .. 'job:' .. id, 'state', 'delayed')
           redis.call('ZADD', p .. 'delayed', now + delay, id)
         else
-          make_ready(id, ARGV[4], ARGV[3], false, now)
+          make_ready(id, ARGV[4], ARGV[3], false, now, true)
         end
         redis.call('HINCRBY', p .. 'totals', 'enqueued', 1)
         return {'enqueued', id}
@@ -196,8 +198,8 @@ extension RedisJobQueue {
             local id = redis.call('LINDEX', list, 0)
             if id then
               local job = p .. 'job:' .. id
-              local f = redis.call('HMGET', job, 'provider', 'tokens')
-              local wait = admit(id, f[1], tonumber(f[2]) or 0)
+              local j = redis.call('HMGET', job, 'type', 'tenant', 'payload', 'maxAttempts', 'provider', 'enqueuedAt', 'tokens')
+              local wait = admit(id, j[5], tonumber(j[7]) or 0)
               if wait > 0 then
                 redis.call('RPUSH', tenants, tenant)
                 if result[1] < 0 or wait < result[1] then result[1] = wait end
@@ -211,7 +213,6 @@ extension RedisJobQueue {
                 local token = worker .. '#' .. attempt
                 redis.call('HSET', job, 'state', 'active', 'lease', token, 'worker', worker, 'startedAt', now)
                 redis.call('ZADD', p .. 'active', now + lease, id)
-                local j = redis.call('HMGET', job, 'type', 'tenant', 'payload', 'maxAttempts', 'provider', 'enqueuedAt')
                 for _, v in ipairs({id, j[1], j[2], j[3], attempt, j[4], j[5], token, j[6], now}) do table.insert(result, v) end
                 claimed = claimed + 1
               end

@@ -298,6 +298,23 @@ func job(_ tenant: String = "t", type: String = "work", lane: JobLane = .interac
         }
     }
 
+    @Test func finishedJobsAreTrimmedToTheConfiguredCount() async throws {
+        try await TestServices.withRedis { (redis: RedisClient) async throws in
+            var configuration = RedisJobQueue.Configuration()
+            configuration.finishedKeep = 5
+            let queue = RedisJobQueue(name: QueueName(TestServices.uniqueName("trim")), client: redis, configuration: configuration)
+            var first: JobID?
+            for _ in 0..<100 {
+                let id = try await queue.enqueue(job()).id
+                first = first ?? id
+                let claimed = try #require(try await queue.claim(worker: "w", maximum: 1).jobs.first)
+                #expect(try await queue.complete(claimed, tokens: nil))
+            }
+            #expect(try await queue.stats().completed == 5)
+            #expect(try await queue.status(try #require(first)) == nil)
+        }
+    }
+
     @Test func aWaitingWorkerWakesWhenAJobArrives() async throws {
         try await TestServices.withRedis { (redis: RedisClient) async throws in
             let queue = RedisJobQueue(name: QueueName(TestServices.uniqueName("wake")), client: redis)
