@@ -26,27 +26,35 @@ extension RedisJobQueue {
     /// Helpers shared by the scripts.
     static let prelude = """
         local p = KEYS[1]
+        -- Numbers given to redis.call are formatted with printf; the hot paths pass strings
+        -- (literals in quotes, the clock as text) to spare the server that work.
+        local clock = redis.call('TIME')
+        local now_text = clock[1] .. string.sub(string.sub('000000' .. clock[2], -6), 1, 3)
         local function now_ms()
-          local t = redis.call('TIME')
-          return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+          return tonumber(now_text)
         end
         local function event(id, retention, ...)
           local key = p .. 'events:' .. id
-          redis.call('XADD', key, 'MAXLEN', '~', 100000, '*', ...)
+          redis.call('XADD', key, 'MAXLEN', '~', '100000', '*', ...)
           redis.call('PEXPIRE', key, retention)
         end
         local function wake()
-          if redis.call('LPUSH', p .. 'wake', 1) > 64 then redis.call('LTRIM', p .. 'wake', 0, 63) end
+          if redis.call('LPUSH', p .. 'wake', '1') > 64 then redis.call('LTRIM', p .. 'wake', 0, 63) end
         end
         -- Puts a job in its tenant's ready line; `marked`: its state and readyAt are set already.
+        -- Call wake_once() before returning: one wake-up per script run, not per job.
+        local made_ready = false
         local function make_ready(id, lane, tenant, front, now, marked)
           local list = p .. 'ready:' .. lane .. ':' .. tenant
           local n
           if front then n = redis.call('LPUSH', list, id) else n = redis.call('RPUSH', list, id) end
           if n == 1 then redis.call('RPUSH', p .. 'tenants:' .. lane, tenant) end
-          redis.call('RPUSH', p .. 'backlog', 1)
-          if not marked then redis.call('HSET', p .. 'job:' .. id, 'state', 'ready', 'readyAt', now) end
-          wake()
+          redis.call('RPUSH', p .. 'backlog', '1')
+          if not marked then redis.call('HSET', p .. 'job:' .. id, 'state', 'ready', 'readyAt', now_text) end
+          made_ready = true
+        end
+        local function wake_once()
+          if made_ready then wake() end
         end
         local function trim(set, now, retention, keep)
           local old = redis.call('ZRANGEBYSCORE', p .. set, '-inf', now - retention, 'LIMIT', 0, 100)
@@ -83,36 +91,44 @@ extension RedisJobQueue {
 
         """
 
-    /// ARGV: id type tenant lane payload maxAttempts delayMs idempotencyKey provider tokens
-    /// maxBacklog eventRetentionMs idempotencyRetentionMs. Returns {outcome, id}: enqueued,
-    /// existing or full.
+    /// ARGV: maxBacklog eventRetentionMs idempotencyRetentionMs, then per job: id type tenant
+    /// lane payload maxAttempts delayMs idempotencyKey provider tokens. Returns per job
+    /// {outcome, id}: enqueued, existing or full.
     static let enqueueScript = RedisScript(prelude + """
-        local id = ARGV[1]
         local now = now_ms()
-        if ARGV[8] ~= '' then
-          local existing = redis.call('GET', p .. 'idem:' .. ARGV[8])
-          if existing then return {'existing', existing} end
+        local maxBacklog, eventRetention, keyRetention = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+        local result = {}
+        local added = 0
+        for at = 4, #ARGV, 10 do
+          local id, jtype, tenant, lane, payload, attempts, delay, key, provider, tokens =
+            ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4], ARGV[at + 5], tonumber(ARGV[at + 6]), ARGV[at + 7], ARGV[at + 8], ARGV[at + 9]
+          local existing = key ~= '' and redis.call('GET', p .. 'idem:' .. key)
+          if existing then
+            table.insert(result, 'existing'); table.insert(result, existing)
+          elseif redis.call('EXISTS', p .. 'job:' .. id) == 1 then
+            table.insert(result, 'existing'); table.insert(result, id)
+          elseif maxBacklog > 0 and redis.call('LLEN', p .. 'backlog') + redis.call('ZCARD', p .. 'delayed') >= maxBacklog then
+            table.insert(result, 'full'); table.insert(result, '')
+          else
+            local state = 'ready'
+            if delay > 0 then state = 'delayed' end
+            redis.call('HSET', p .. 'job:' .. id, 'type', jtype, 'tenant', tenant, 'lane', lane, 'payload', payload,
+              'attempt', '0', 'maxAttempts', attempts, 'provider', provider, 'tokens', tokens, 'enqueuedAt', now_text, 'key', key,
+              'state', state, 'readyAt', now_text)
+            if key ~= '' then redis.call('SET', p .. 'idem:' .. key, id, 'PX', keyRetention) end
+            event(id, eventRetention, 'type', 'queued')
+            if delay > 0 then
+              redis.call('ZADD', p .. 'delayed', now + delay, id)
+            else
+              make_ready(id, lane, tenant, false, now, true)
+            end
+            added = added + 1
+            table.insert(result, 'enqueued'); table.insert(result, id)
+          end
         end
-        if redis.call('EXISTS', p .. 'job:' .. id) == 1 then return {'existing', id} end
-        local maxBacklog = tonumber(ARGV[11])
-        if maxBacklog > 0 and redis.call('LLEN', p .. 'backlog') + redis.call('ZCARD', p .. 'delayed') >= maxBacklog then
-          return {'full', ''}
-        end
-        local delay = tonumber(ARGV[7])
-        local state = 'ready'
-        if delay > 0 then state = 'delayed' end
-        redis.call('HSET', p .. 'job:' .. id, 'type', ARGV[2], 'tenant', ARGV[3], 'lane', ARGV[4], 'payload', ARGV[5],
-          'attempt', 0, 'maxAttempts', ARGV[6], 'provider', ARGV[9], 'tokens', ARGV[10], 'enqueuedAt', now, 'key', ARGV[8],
-          'state', state, 'readyAt', now)
-        if ARGV[8] ~= '' then redis.call('SET', p .. 'idem:' .. ARGV[8], id, 'PX', ARGV[13]) end
-        event(id, ARGV[12], 'type', 'queued')
-        if delay > 0 then
-          redis.call('ZADD', p .. 'delayed', now + delay, id)
-        else
-          make_ready(id, ARGV[4], ARGV[3], false, now, true)
-        end
-        redis.call('HINCRBY', p .. 'totals', 'enqueued', 1)
-        return {'enqueued', id}
+        if added > 0 then redis.call('HINCRBY', p .. 'totals', 'enqueued', added) end
+        wake_once()
+        return result
         """)
 
     /// ARGV: worker maximum leaseMs eventRetentionMs retentionMs keep. Recovers expired leases,
@@ -195,23 +211,23 @@ extension RedisJobQueue {
             local tenant = redis.call('LPOP', tenants)
             if not tenant then break end
             local list = p .. 'ready:' .. lane .. ':' .. tenant
-            local id = redis.call('LINDEX', list, 0)
+            local id = redis.call('LPOP', list)
             if id then
               local job = p .. 'job:' .. id
-              local j = redis.call('HMGET', job, 'type', 'tenant', 'payload', 'maxAttempts', 'provider', 'enqueuedAt', 'tokens')
+              local j = redis.call('HMGET', job, 'type', 'tenant', 'payload', 'maxAttempts', 'provider', 'enqueuedAt', 'tokens', 'attempt')
               local wait = admit(id, j[5], tonumber(j[7]) or 0)
               if wait > 0 then
+                redis.call('LPUSH', list, id)
                 redis.call('RPUSH', tenants, tenant)
                 if result[1] < 0 or wait < result[1] then result[1] = wait end
                 passes = passes - 1
                 if passes <= 0 then break end
               else
-                redis.call('LPOP', list)
                 redis.call('LPOP', p .. 'backlog')
                 if redis.call('LLEN', list) > 0 then redis.call('RPUSH', tenants, tenant) end
-                local attempt = redis.call('HINCRBY', job, 'attempt', 1)
+                local attempt = tonumber(j[8]) + 1
                 local token = worker .. '#' .. attempt
-                redis.call('HSET', job, 'state', 'active', 'lease', token, 'worker', worker, 'startedAt', now)
+                redis.call('HSET', job, 'attempt', attempt, 'state', 'active', 'lease', token, 'worker', worker, 'startedAt', now_text)
                 redis.call('ZADD', p .. 'active', now + lease, id)
                 for _, v in ipairs({id, j[1], j[2], j[3], attempt, j[4], j[5], token, j[6], now}) do table.insert(result, v) end
                 claimed = claimed + 1
@@ -220,6 +236,7 @@ extension RedisJobQueue {
           end
         end
         if claimed > 0 then redis.call('HINCRBY', p .. 'totals', 'started', claimed) end
+        wake_once()
         local due = redis.call('ZRANGE', p .. 'delayed', 0, 0, 'WITHSCORES')
         if due[2] then result[2] = math.max(0, tonumber(due[2]) - now) end
         return result
@@ -236,27 +253,47 @@ extension RedisJobQueue {
         return 0
         """)
 
-    /// ARGV: id lease tokens(-1 unknown) eventRetentionMs retentionMs keep. Returns 1, or 0 if
-    /// the lease was lost.
+    /// ARGV: eventRetentionMs retentionMs keep, then per job: id lease tokens (-1 unknown).
+    /// Returns per job 1, or 0 if the lease was lost.
     static let completeScript = RedisScript(prelude + """
-        local f = owned(ARGV[1], ARGV[2])
-        if not f then return 0 end
         local now = now_ms()
-        leave_active(ARGV[1], f[3])
-        local actual = tonumber(ARGV[3])
-        if actual >= 0 and f[3] ~= '' then
-          -- Give back (or charge) the difference between the declared and the real tokens.
-          local tpm = redis.call('HGET', p .. 'limits', f[3] .. ':tpm')
-          local key = p .. 'rate:' .. f[3] .. ':tokens'
-          local tat = redis.call('GET', key)
-          if tpm and tat then
-            local corrected = tonumber(tat) + (actual - (tonumber(f[9]) or 0)) * 60000 / tonumber(tpm)
-            redis.call('SET', key, corrected, 'PX', math.max(1, math.ceil(corrected - now)) + 60000)
+        local retentions = {ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])}
+        local result = {}
+        local ended, runMs = {}, 0
+        for at = 4, #ARGV, 3 do
+          local id, lease, actual = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])
+          local f = owned(id, lease)
+          if not f then
+            table.insert(result, 0)
+          else
+            leave_active(id, f[3])
+            if actual >= 0 and f[3] ~= '' then
+              -- Give back (or charge) the difference between the declared and the real tokens.
+              local tpm = redis.call('HGET', p .. 'limits', f[3] .. ':tpm')
+              local key = p .. 'rate:' .. f[3] .. ':tokens'
+              local tat = redis.call('GET', key)
+              if tpm and tat then
+                local corrected = tonumber(tat) + (actual - (tonumber(f[9]) or 0)) * 60000 / tonumber(tpm)
+                redis.call('SET', key, corrected, 'PX', math.max(1, math.ceil(corrected - now)) + 60000)
+              end
+            end
+            runMs = runMs + now - tonumber(f[8])
+            redis.call('HSET', p .. 'job:' .. id, 'state', 'completed', 'finishedAt', now_text)
+            event(id, retentions[1], 'type', 'completed')
+            table.insert(ended, now_text)
+            table.insert(ended, id)
+            table.insert(result, 1)
           end
         end
-        redis.call('HINCRBY', p .. 'totals', 'runMs', now - tonumber(f[8]))
-        finish(ARGV[1], 'completed', now, {ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])}, 'type', 'completed')
-        return 1
+        -- The batch's bookkeeping in one call each, as finish() does per job.
+        if #ended > 0 then
+          local count = #ended / 2
+          redis.call('ZADD', p .. 'completed', unpack(ended))
+          redis.call('HINCRBY', p .. 'totals', 'runMs', runMs)
+          local total = redis.call('HINCRBY', p .. 'totals', 'completed', count)
+          if math.floor(total / 100) ~= math.floor((total - count) / 100) then trim('completed', now, retentions[2], retentions[3]) end
+        end
+        return result
         """)
 
     /// ARGV: id lease code reason retryDelayMs(-1 give up) eventRetentionMs retentionMs keep.
@@ -289,6 +326,7 @@ extension RedisJobQueue {
         leave_active(ARGV[1], f[3])
         redis.call('HINCRBY', p .. 'job:' .. ARGV[1], 'attempt', -1)
         make_ready(ARGV[1], f[6], f[7], true, now_ms())
+        wake_once()
         return 1
         """)
 

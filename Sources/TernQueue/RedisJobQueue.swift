@@ -27,19 +27,34 @@ public struct RedisJobQueue: JobQueue {
     public let client: RedisClient
     public let configuration: Configuration
     public var lease: Duration { configuration.lease }
+    /// Concurrent enqueues and completions go to Redis together, one script run per batch.
+    private let enqueues: CallCoalescer<NewJob, Result<EnqueueResult, JobQueueError>>
+    private let completions: CallCoalescer<(job: ClaimedJob, tokens: Int?), Bool>
 
     public init(name: QueueName, client: RedisClient, configuration: Configuration = .init()) {
         self.name = name
         self.client = client
         self.configuration = configuration
+        let prefix = Self.prefix(name)
+        enqueues = CallCoalescer { jobs in try await Self.enqueue(jobs, client: client, prefix: prefix, configuration: configuration) }
+        completions = CallCoalescer { finished in
+            var arguments = Self.retentions(configuration)
+            for (job, tokens) in finished { arguments += [job.id.rawValue, job.lease, tokens ?? -1] }
+            let reply = try await client.run(Self.completeScript, keys: [prefix], arguments: arguments)
+            return (reply.array ?? []).map { $0.int == 1 }
+        }
     }
 
+    static func prefix(_ name: QueueName) -> String { "tern:{\(name.rawValue)}:" }
+
     /// The prefix of every key of the queue, with its hash tag.
-    public var prefix: String { "tern:{\(name.rawValue)}:" }
+    public var prefix: String { Self.prefix(name) }
     /// A list whose length is the ready backlog.
     public var backlogKey: String { prefix + "backlog" }
 
-    private var retentions: [any RESPArgument] {
+    private var retentions: [any RESPArgument] { Self.retentions(configuration) }
+
+    private static func retentions(_ configuration: Configuration) -> [any RESPArgument] {
         [configuration.eventRetention.milliseconds, configuration.finishedRetention.milliseconds, configuration.finishedKeep]
     }
 
@@ -50,21 +65,33 @@ public struct RedisJobQueue: JobQueue {
     public func enqueue(_ job: NewJob) async throws -> EnqueueResult {
         guard job.maximumAttempts >= 1 else { throw JobQueueError(.invalidArgument, "maximumAttempts must be at least 1") }
         guard !job.tenant.isEmpty, !job.type.isEmpty else { throw JobQueueError(.invalidArgument, "a job needs a type and a tenant") }
-        let reply = try await run(Self.enqueueScript, [
-            job.id.rawValue, job.type, job.tenant, job.lane.rawValue, job.payload, job.maximumAttempts,
-            job.delay.milliseconds, job.idempotencyKey ?? "", job.provider ?? "", job.tokens,
+        return try await enqueues.call(job).get()
+    }
+
+    private static func enqueue(
+        _ jobs: [NewJob], client: RedisClient, prefix: String, configuration: Configuration
+    ) async throws -> [Result<EnqueueResult, JobQueueError>] {
+        var arguments: [any RESPArgument] = [
             configuration.maximumBacklog ?? 0, configuration.eventRetention.milliseconds, configuration.finishedRetention.milliseconds,
-        ])
-        guard let parts = reply.array, parts.count == 2, let outcome = parts[0].string else {
+        ]
+        for job in jobs {
+            arguments += [
+                job.id.rawValue, job.type, job.tenant, job.lane.rawValue, job.payload, job.maximumAttempts,
+                job.delay.milliseconds, job.idempotencyKey ?? "", job.provider ?? "", job.tokens,
+            ]
+        }
+        let reply = try await client.run(enqueueScript, keys: [prefix], arguments: arguments)
+        guard let values = reply.array, values.count == jobs.count * 2 else {
             throw RedisError(.unexpectedReply, "enqueue returned an unexpected reply")
         }
-        switch outcome {
-        case "enqueued": return .enqueued(job.id)
-        case "existing":
-            guard let id = parts[1].string.flatMap(JobID.init) else { throw RedisError(.unexpectedReply, "enqueue returned no id") }
-            return .existing(id)
-        default:
-            throw JobQueueError(.backlogFull, "the queue \(name) holds its maximum of \(configuration.maximumBacklog ?? 0) waiting jobs")
+        return stride(from: 0, to: values.count, by: 2).map { index in
+            switch values[index].string {
+            case "enqueued": return .success(.enqueued(jobs[index / 2].id))
+            case "existing": return values[index + 1].string.flatMap(JobID.init).map { .success(.existing($0)) }
+                ?? .failure(JobQueueError(.invalidState, "enqueue returned no id"))
+            default:
+                return .failure(JobQueueError(.backlogFull, "the queue holds its maximum of \(configuration.maximumBacklog ?? 0) waiting jobs"))
+            }
         }
     }
 
@@ -102,7 +129,7 @@ public struct RedisJobQueue: JobQueue {
     }
 
     public func complete(_ job: ClaimedJob, tokens: Int?) async throws -> Bool {
-        try await run(Self.completeScript, [job.id.rawValue, job.lease, tokens ?? -1] + retentions).int == 1
+        try await completions.call((job, tokens))
     }
 
     public func fail(_ job: ClaimedJob, code: String, reason: String, decision: RetryDecision) async throws -> JobState? {

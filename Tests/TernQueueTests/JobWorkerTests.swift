@@ -35,6 +35,15 @@ func withWorker(
     }
 }
 
+/// A handler that notes it started, then runs until cancelled.
+func endlessHandler(started: NIOLockedValueBox<Bool>) -> ClosureHandler {
+    ClosureHandler { _ in
+        started.withLockedValue { $0 = true }
+        try await Task.sleep(for: .seconds(3600))
+        return JobOutcome()
+    }
+}
+
 @Suite struct JobWorkerTests {
     @Test(arguments: QueueKind.allCases)
     func runsJobsRetriesFailuresAndFailsUnknownTypes(kind: QueueKind) async throws {
@@ -65,11 +74,7 @@ func withWorker(
     func cancellingARunningJobStopsItsHandler(kind: QueueKind) async throws {
         try await withQueue(kind) { queue in
             let started = NIOLockedValueBox(false)
-            let endless = ClosureHandler { _ in
-                started.withLockedValue { $0 = true }
-                try await Task.sleep(for: .seconds(3600))
-                return JobOutcome()
-            }
+            let endless = endlessHandler(started: started)
             try await withWorker(queue, handlers: ["endless": endless]) {
                 let id = try await queue.enqueue(NewJob(type: "endless", tenant: "t", payload: "")).id
                 #expect(await eventually { started.withLockedValue { $0 } })
@@ -85,11 +90,7 @@ func withWorker(
     func shutdownReturnsJobsStillRunningAfterTheGracePeriod(kind: QueueKind) async throws {
         try await withQueue(kind) { queue in
             let started = NIOLockedValueBox(false)
-            let endless = ClosureHandler { _ in
-                started.withLockedValue { $0 = true }
-                try await Task.sleep(for: .seconds(3600))
-                return JobOutcome()
-            }
+            let endless = endlessHandler(started: started)
             let id = try await queue.enqueue(NewJob(type: "endless", tenant: "t", payload: "")).id
             try await withWorker(queue, handlers: ["endless": endless], gracePeriod: .milliseconds(100)) {
                 #expect(await eventually { started.withLockedValue { $0 } })
