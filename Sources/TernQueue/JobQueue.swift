@@ -20,8 +20,8 @@ public protocol JobQueue: Sendable {
     func claim(worker: String, maximum: Int) async throws -> ClaimResult
     /// Waits until work may have arrived (an enqueue, a freed provider slot) or `timeout` passed.
     func waitForWork(timeout: Duration) async throws
-    /// Extends the lease of a claimed job.
-    func renew(_ job: ClaimedJob) async throws -> LeaseRenewal
+    /// Extends the leases of claimed jobs (a worker renews all of its jobs in one call).
+    func renew(_ jobs: [ClaimedJob]) async throws -> [LeaseRenewal]
     /// Records the job's success; `false` if the lease was no longer the caller's. `tokens`
     /// (the real count) corrects the provider's tokens-per-minute budget.
     func complete(_ job: ClaimedJob, tokens: Int?) async throws -> Bool
@@ -47,6 +47,13 @@ public protocol JobQueue: Sendable {
     func heartbeat(worker: String, types: [String], ttl: Duration) async throws
     /// Job ids whose cancellation was requested while they were active, as they happen.
     func cancellations() -> AsyncStream<JobID>
+}
+
+extension JobQueue {
+    /// Extends the lease of one claimed job.
+    public func renew(_ job: ClaimedJob) async throws -> LeaseRenewal {
+        try await renew([job]).first ?? .lost
+    }
 }
 
 extension Duration {

@@ -6,10 +6,10 @@ import ServiceLifecycle
 /// Runs a queue's jobs with the handlers registered per job type, `concurrency` at a time.
 ///
 /// One loop claims as many jobs as there are free slots (up to `batchSize` per call) and,
-/// when there is nothing to run, blocks on the queue's wake-up signal. Each running job renews
-/// its lease at a third of the lease time, stops when its cancellation arrives (pub/sub, or the
-/// renewal's answer), and reports its outcome; a failed attempt is retried with exponential
-/// backoff and jitter unless the handler says otherwise. A job of a type with no handler fails
+/// when there is nothing to run, blocks on the queue's wake-up signal. Another renews the leases
+/// of all running jobs in one call at a third of the lease time. A job stops when its
+/// cancellation arrives (pub/sub, or the renewal's answer) and reports its outcome; a failed
+/// attempt is retried with exponential backoff and jitter unless the handler says otherwise. A job of a type with no handler fails
 /// at once, visibly, instead of waiting forever. On graceful shutdown the worker stops claiming,
 /// lets running jobs finish within `gracePeriod`, and returns the rest to the queue.
 public struct JobWorker: Service {
@@ -51,6 +51,7 @@ public struct JobWorker: Service {
         ])
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await heartbeats() }
+            group.addTask { await renewLeases(running) }
             group.addTask {
                 for await id in queue.cancellations() { running.signal(id, .cancel) }
             }
@@ -62,6 +63,28 @@ public struct JobWorker: Service {
             group.cancelAll()
         }
         logger.info("worker stopped", metadata: ["worker": "\(configuration.name)"])
+    }
+
+    /// Renews every running job's lease at a third of the lease time; tells a job whose
+    /// cancellation was requested, or whose lease was lost, to stop.
+    private func renewLeases(_ running: RunningJobs) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: queue.lease / 3)
+            let jobs = running.jobs
+            guard !jobs.isEmpty else { continue }
+            do {
+                for (job, renewal) in zip(jobs, try await queue.renew(jobs)) {
+                    switch renewal {
+                    case .renewed: break
+                    case .cancelRequested: running.signal(job.id, .cancel)
+                    case .lost: running.signal(job.id, .leaseLost)
+                    }
+                }
+            } catch {
+                // Redis unreachable for now: the next round tells.
+                logger.warning("lease renewal failed", metadata: ["error": "\(error)", "jobs": "\(jobs.count)"])
+            }
+        }
     }
 
     private func heartbeats() async {
@@ -88,7 +111,7 @@ public struct JobWorker: Service {
                     let result = try await queue.claim(worker: configuration.name, maximum: min(configuration.batchSize, max(1, free)))
                     failures = 0
                     for job in result.jobs {
-                        let signals = running.register(job.id)
+                        let signals = running.register(job)
                         group.addTask {
                             await run(job, signals: signals)
                             running.unregister(job.id)
@@ -145,23 +168,11 @@ public struct JobWorker: Service {
                 }
             }
             group.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: queue.lease / 3)
-                    signals.continuation.yield(.renew)
-                }
-                return nil
-            }
-            group.addTask {
                 for await signal in signals.stream {
                     switch signal {
-                    case .renew:
-                        switch try? await queue.renew(job) {
-                        case .cancelRequested: return .cancelled
-                        case .lost: return .leaseLost
-                        case .renewed, nil: continue  // nil: Redis unreachable for now; the next renewal tells
-                        }
                     case .cancel: return .cancelled
                     case .release: return .released
+                    case .leaseLost: return .leaseLost
                     }
                 }
                 return nil
@@ -224,9 +235,9 @@ public struct JobWorker: Service {
 /// a free slot.
 final class RunningJobs: Sendable {
     enum Signal: Sendable {
-        case renew
         case cancel
         case release
+        case leaseLost
     }
 
     struct Signals: Sendable {
@@ -235,16 +246,17 @@ final class RunningJobs: Sendable {
     }
 
     private struct State {
-        var jobs: [JobID: AsyncStream<Signal>.Continuation] = [:]
+        var jobs: [JobID: (job: ClaimedJob, signals: AsyncStream<Signal>.Continuation)] = [:]
         var dispatcher: CheckedContinuation<Void, Never>?
     }
     private let state = NIOLockedValueBox(State())
 
     var count: Int { state.withLockedValue { $0.jobs.count } }
+    var jobs: [ClaimedJob] { state.withLockedValue { $0.jobs.values.map(\.job) } }
 
-    func register(_ id: JobID) -> Signals {
+    func register(_ job: ClaimedJob) -> Signals {
         let (stream, continuation) = AsyncStream.makeStream(of: Signal.self, bufferingPolicy: .bufferingNewest(8))
-        state.withLockedValue { $0.jobs[id] = continuation }
+        state.withLockedValue { $0.jobs[job.id] = (job, continuation) }
         return Signals(stream: stream, continuation: continuation)
     }
 
@@ -258,11 +270,11 @@ final class RunningJobs: Sendable {
     }
 
     func signal(_ id: JobID, _ signal: Signal) {
-        _ = state.withLockedValue { $0.jobs[id] }?.yield(signal)
+        _ = state.withLockedValue { $0.jobs[id] }?.signals.yield(signal)
     }
 
     func signalAll(_ signal: Signal) {
-        state.withLockedValue { Array($0.jobs.values) }.forEach { $0.yield(signal) }
+        state.withLockedValue { $0.jobs.values.map(\.signals) }.forEach { $0.yield(signal) }
     }
 
     /// Returns once fewer than `limit` jobs run (or `wakeDispatcher` is called).

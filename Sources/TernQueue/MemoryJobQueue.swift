@@ -126,13 +126,15 @@ public final class MemoryJobQueue: JobQueue {
         }
     }
 
-    public func renew(_ job: ClaimedJob) async throws -> LeaseRenewal {
-        state.withLockedValue { state in
-            guard let record = state.records[job.id], record.state == .active, record.lease == job.lease else { return .lost }
-            let expiry = Self.now() + lease.milliseconds
-            state.active[job.id] = expiry
-            if let provider = record.job.provider, state.inflight[provider]?[job.id] != nil { state.inflight[provider]?[job.id] = expiry }
-            return record.cancelRequested ? .cancelRequested : .renewed
+    public func renew(_ jobs: [ClaimedJob]) async throws -> [LeaseRenewal] {
+        let expiry = Self.now() + lease.milliseconds
+        return state.withLockedValue { state in
+            jobs.map { job in
+                guard let record = state.records[job.id], record.state == .active, record.lease == job.lease else { return .lost }
+                state.active[job.id] = expiry
+                if let provider = record.job.provider, state.inflight[provider]?[job.id] != nil { state.inflight[provider]?[job.id] = expiry }
+                return record.cancelRequested ? .cancelRequested : .renewed
+            }
         }
     }
 

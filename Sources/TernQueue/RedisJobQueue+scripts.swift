@@ -242,15 +242,23 @@ extension RedisJobQueue {
         return result
         """)
 
-    /// ARGV: id lease leaseMs. Returns 0 renewed, 1 renewed but cancel requested, -1 lost.
+    /// ARGV: leaseMs, then per job: id lease. Returns per job 0 renewed, 1 renewed but cancel
+    /// requested, -1 lost.
     static let renewScript = RedisScript(prelude + """
-        local f = redis.call('HMGET', p .. 'job:' .. ARGV[1], 'lease', 'state', 'cancel', 'provider')
-        if f[1] ~= ARGV[2] or f[2] ~= 'active' then return -1 end
-        local expiry = now_ms() + tonumber(ARGV[3])
-        redis.call('ZADD', p .. 'active', 'XX', expiry, ARGV[1])
-        if f[4] and f[4] ~= '' then redis.call('ZADD', p .. 'inflight:' .. f[4], 'XX', expiry, ARGV[1]) end
-        if f[3] == '1' then return 1 end
-        return 0
+        local expiry = now_ms() + tonumber(ARGV[1])
+        local result = {}
+        for at = 2, #ARGV, 2 do
+          local id, lease = ARGV[at], ARGV[at + 1]
+          local f = redis.call('HMGET', p .. 'job:' .. id, 'lease', 'state', 'cancel', 'provider')
+          if f[1] ~= lease or f[2] ~= 'active' then
+            table.insert(result, -1)
+          else
+            redis.call('ZADD', p .. 'active', 'XX', expiry, id)
+            if f[4] and f[4] ~= '' then redis.call('ZADD', p .. 'inflight:' .. f[4], 'XX', expiry, id) end
+            if f[3] == '1' then table.insert(result, 1) else table.insert(result, 0) end
+          end
+        end
+        return result
         """)
 
     /// ARGV: eventRetentionMs retentionMs keep, then per job: id lease tokens (-1 unknown).

@@ -120,11 +120,18 @@ public struct RedisJobQueue: JobQueue {
         _ = try await client.blockingPopFront([prefix + "wake"], timeoutSeconds: seconds)
     }
 
-    public func renew(_ job: ClaimedJob) async throws -> LeaseRenewal {
-        switch try await run(Self.renewScript, [job.id.rawValue, job.lease, lease.milliseconds]).int {
-        case 0: .renewed
-        case 1: .cancelRequested
-        default: .lost
+    public func renew(_ jobs: [ClaimedJob]) async throws -> [LeaseRenewal] {
+        guard !jobs.isEmpty else { return [] }
+        var arguments: [any RESPArgument] = [lease.milliseconds]
+        for job in jobs { arguments += [job.id.rawValue, job.lease] }
+        let replies = try await run(Self.renewScript, arguments).array ?? []
+        guard replies.count == jobs.count else { throw RedisError(.unexpectedReply, "renew returned \(replies.count) of \(jobs.count) answers") }
+        return replies.map { reply in
+            switch reply.int {
+            case 0: .renewed
+            case 1: .cancelRequested
+            default: .lost
+            }
         }
     }
 
