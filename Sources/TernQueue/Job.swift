@@ -1,14 +1,46 @@
 import Foundation
 
-/// Identifies a job; a UUID in text form.
+/// Identifies a job; a UUID in lower-case text form.
 public struct JobID: Hashable, Sendable, Codable, CustomStringConvertible {
     public let rawValue: String
-    public init(_ uuid: UUID = UUID()) { rawValue = uuid.uuidString.lowercased() }
-    /// Accepts only canonical UUID text, so an id from a client can be used in keys safely.
-    public init?(_ text: String) {
-        guard let uuid = UUID(uuidString: text) else { return nil }
-        self.init(uuid)
+
+    public init(_ uuid: UUID = UUID()) {
+        // Formatted by hand: Foundation's uuidString goes through printf, on every job.
+        let digits = Array("0123456789abcdef".utf8)
+        var text = [UInt8]()
+        text.reserveCapacity(36)
+        withUnsafeBytes(of: uuid.uuid) { bytes in
+            for (index, byte) in bytes.enumerated() {
+                if index == 4 || index == 6 || index == 8 || index == 10 { text.append(UInt8(ascii: "-")) }
+                text.append(digits[Int(byte >> 4)])
+                text.append(digits[Int(byte & 0x0F)])
+            }
+        }
+        rawValue = String(decoding: text, as: UTF8.self)
     }
+
+    /// Accepts only canonical UUID text (any case), so an id from a client can be used in keys
+    /// safely.
+    public init?(_ text: String) {
+        var canonical = [UInt8]()
+        canonical.reserveCapacity(36)
+        for (index, byte) in text.utf8.enumerated() {
+            guard index < 36 else { return nil }
+            if index == 8 || index == 13 || index == 18 || index == 23 {
+                guard byte == UInt8(ascii: "-") else { return nil }
+                canonical.append(byte)
+            } else {
+                switch byte {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"): canonical.append(byte)
+                case UInt8(ascii: "A")...UInt8(ascii: "F"): canonical.append(byte + 32)
+                default: return nil
+                }
+            }
+        }
+        guard canonical.count == 36 else { return nil }
+        rawValue = String(decoding: canonical, as: UTF8.self)
+    }
+
     public var uuid: UUID { UUID(uuidString: rawValue)! }  // rawValue is always a UUID
     public var description: String { rawValue }
 }

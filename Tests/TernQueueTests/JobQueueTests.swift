@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import TernQueue
 import TernRedis
@@ -373,6 +374,18 @@ func job(_ tenant: String = "t", type: String = "work", lane: JobLane = .interac
             #expect(text.contains("tern_queue_events_total{queue=\"\(queue.name)\",event=\"failed\",code=\"no_handler\"} 1"))
             #expect(text.contains("tern_queue_live_workers{queue=\"\(queue.name)\"} 1"))
             #expect(stats.report(queue: queue.name).contains("WARNING: 1 jobs failed because no worker handles their type"))
+        }
+    }
+}
+
+@Suite struct JobIDTests {
+    @Test func readsAndWritesCanonicalUUIDText() throws {
+        let uuid = UUID()
+        #expect(JobID(uuid).rawValue == uuid.uuidString.lowercased())
+        #expect(JobID(uuid.uuidString)?.rawValue == uuid.uuidString.lowercased())
+        #expect(try #require(JobID(uuid.uuidString)).uuid == uuid)
+        for bad in ["", "x", uuid.uuidString + "0", String(uuid.uuidString.dropLast()) + "g", uuid.uuidString.replacingOccurrences(of: "-", with: "_"), "../../etc/passwd"] {
+            #expect(JobID(bad) == nil, "\(bad)")
         }
     }
 }
