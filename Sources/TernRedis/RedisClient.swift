@@ -33,9 +33,9 @@ public final class RedisClient: Sendable, Service {
         var nextWaiterID = 0
         var isShutdown = false
         /// Circuit breaker: after a failed connect, callers fail fast until this instant, and the
-        /// wait doubles (up to a second) with each further failure.
+        /// wait doubles (up to the configured maximum) with each further failure.
         var retryAfter: ContinuousClock.Instant?
-        var backoff: Duration = .milliseconds(25)
+        var backoff: Duration
     }
     private let state: NIOLockedValueBox<State>
 
@@ -51,7 +51,8 @@ public final class RedisClient: Sendable, Service {
     public init(configuration: RedisConfiguration, logger: Logger = Logger(label: "tern.redis")) {
         self.configuration = configuration
         self.logger = logger
-        state = NIOLockedValueBox(State(shared: Array(repeating: nil, count: max(1, configuration.pool.pipelinedConnections))))
+        state = NIOLockedValueBox(State(
+            shared: Array(repeating: nil, count: max(1, configuration.pool.pipelinedConnections)), backoff: configuration.reconnectBackoff))
     }
 
     /// Sends one command on a shared connection. An error reply throws `RedisError.server`.
@@ -302,13 +303,13 @@ public final class RedisClient: Sendable, Service {
             let connection = try await RedisConnection.connect(to: configuration, logger: logger)
             state.withLockedValue { state in
                 state.retryAfter = nil
-                state.backoff = .milliseconds(25)
+                state.backoff = configuration.reconnectBackoff
             }
             return connection
         } catch {
             state.withLockedValue { state in
                 state.retryAfter = ContinuousClock.now + state.backoff
-                state.backoff = min(state.backoff * 2, .seconds(1))
+                state.backoff = min(state.backoff * 2, configuration.maximumReconnectBackoff)
             }
             throw error
         }

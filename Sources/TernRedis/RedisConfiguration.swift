@@ -30,6 +30,10 @@ public struct RedisConfiguration: Sendable {
     public var keepAliveInterval: TimeAmount? = .seconds(30)
     /// How `RedisClient` shares connections.
     public var pool = Pool()
+    /// After a failed connect, callers fail at once (the circuit is open) for this long; the
+    /// wait doubles with each further failure, up to `maximumReconnectBackoff`.
+    public var reconnectBackoff: Duration = .milliseconds(25)
+    public var maximumReconnectBackoff: Duration = .seconds(1)
 
     /// How `RedisClient` shares connections among its callers.
     public struct Pool: Sendable {
