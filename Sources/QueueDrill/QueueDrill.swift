@@ -21,6 +21,13 @@ struct Connection: ParsableArguments {
     @Option(help: "Redis URL.") var redis = "redis://127.0.0.1:6379"
     @Option(help: "Queue name.") var queue = "drill"
     @Option(name: .customLong("lease-ms"), help: "Job lease in milliseconds.") var leaseMilliseconds = 30_000
+    @Option(help: "Event loop threads (default: one per core).") var threads: Int?
+
+    /// Runs Swift tasks on the event loops, as `tern worker` does; call first.
+    func startEventLoops() {
+        if let threads { NIOSingletons.groupLoopCountSuggestion = threads }
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+    }
 
     func open() throws -> (RedisClient, RedisJobQueue) {
         var logger = Logger(label: "drill")
@@ -66,7 +73,7 @@ struct Work: AsyncParsableCommand {
     @Option(name: .customLong("work-ms"), help: "How long each job takes.") var workMilliseconds = 0
 
     func run() async throws {
-        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        connection.startEventLoops()
         let (client, queue) = try connection.open()
         var configuration = JobWorker.Configuration()
         configuration.concurrency = concurrency
@@ -93,7 +100,7 @@ struct Enqueue: AsyncParsableCommand {
     var intervalMilliseconds = 0
 
     func run() async throws {
-        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        connection.startEventLoops()
         let (client, queue) = try connection.open()
         let start = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
