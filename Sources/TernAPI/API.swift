@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import Prometheus
 import TernAI
 import TernQueue
 import TernRedis
@@ -34,14 +35,20 @@ public struct API: Sendable {
     let redis: RedisClient
     let queue: any JobQueue
     let events: JobEvents
+    /// This process's own metrics (requests, ...), served after the queue's by `/metrics`.
+    let processMetrics: PrometheusCollectorRegistry?
     let logger: Logger
 
-    public init(configuration: Configuration, store: Store, redis: RedisClient, queue: any JobQueue, events: JobEvents, logger: Logger) {
+    public init(
+        configuration: Configuration, store: Store, redis: RedisClient, queue: any JobQueue, events: JobEvents,
+        processMetrics: PrometheusCollectorRegistry? = nil, logger: Logger
+    ) {
         self.configuration = configuration
         self.store = store
         self.redis = redis
         self.queue = queue
         self.events = events
+        self.processMetrics = processMetrics
         self.logger = logger
     }
 
@@ -49,6 +56,7 @@ public struct API: Sendable {
     public func router() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: SecurityHeadersMiddleware())
+        router.add(middleware: MetricsMiddleware())
         router.get("/healthz") { _, _ in try await health() }
         router.get("/metrics") { request, _ in try await metrics(request) }
         router.get("/v1/models") { request, _ in
@@ -82,7 +90,7 @@ public struct API: Sendable {
         return try json(["status": "ok"])
     }
 
-    /// The queue's stats for Prometheus, for holders of the metrics token.
+    /// The queue's stats and this process's metrics for Prometheus, for holders of the metrics token.
     func metrics(_ request: Request) async throws -> Response {
         guard let token = configuration.metricsToken else {
             throw APIError(.notFound, code: "not_found", message: "Metrics are not enabled (TERN_METRICS_TOKEN).")
@@ -90,7 +98,7 @@ public struct API: Sendable {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
               Array(header.dropFirst("Bearer ".count).utf8).constantTimeEquals(Array(token.utf8))
         else { throw APIError.unauthorized }
-        let text = try await queue.stats().prometheusText(queue: queue.name)
+        let text = try await queue.stats().prometheusText(queue: queue.name) + (processMetrics?.emitToString() ?? "")
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
@@ -132,7 +140,7 @@ struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
 
 extension Array where Element == UInt8 {
     /// Compares without an early exit, so the time taken does not reveal how much matched.
-    func constantTimeEquals(_ other: [UInt8]) -> Bool {
+    public func constantTimeEquals(_ other: [UInt8]) -> Bool {
         guard count == other.count else { return false }
         return zip(self, other).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
     }

@@ -48,7 +48,7 @@ struct APICommand: AsyncParsableCommand {
         let queue = try environment.queue(redis)
         let api = API(
             configuration: configuration, store: Store(client: postgres, logger: logger), redis: redis,
-            queue: queue, events: JobEvents(queue: queue), logger: logger)
+            queue: queue, events: JobEvents(queue: queue), processMetrics: ProcessMetrics.registry, logger: logger)
         try await runUntilSignalled([postgres, redis, api.application()], logger: logger)
     }
 }
@@ -66,6 +66,8 @@ struct WorkerCommand: AsyncParsableCommand {
         var configuration = JobWorker.Configuration()
         configuration.concurrency = try concurrency ?? environment.int("TERN_WORKER_CONCURRENCY", default: 4)
         guard configuration.concurrency > 0 else { throw ValidationError("concurrency must be at least 1") }
+        // Metrics are recorded from the start only if the backend is in place before the worker runs.
+        if try environment.int("TERN_WORKER_METRICS_PORT", default: 0) > 0 { _ = ProcessMetrics.registry }
         let postgres = PostgresClient(configuration: try environment.database, backgroundLogger: logger)
         let redis = RedisClient(configuration: try environment.redis, logger: logger)
         let queue = try environment.queue(redis)
@@ -74,6 +76,13 @@ struct WorkerCommand: AsyncParsableCommand {
             events: JobEvents(queue: queue), store: Store(client: postgres, logger: logger),
             provider: OpenAIProvider(configuration: environment.provider), logger: logger)
         let worker = JobWorker(configuration: configuration, queue: queue, handlers: [ChatJob.type: chat], logger: logger)
-        try await runUntilSignalled([postgres, redis, worker], logger: logger)
+        var services: [any Service] = [postgres, redis, worker]
+        let metricsPort = try environment.int("TERN_WORKER_METRICS_PORT", default: 0)
+        if metricsPort > 0 {
+            services.append(ProcessMetrics.server(
+                registry: ProcessMetrics.registry, host: environment["TERN_HOST"] ?? "127.0.0.1", port: metricsPort,
+                token: environment["TERN_METRICS_TOKEN"], logger: logger))
+        }
+        try await runUntilSignalled(services, logger: logger)
     }
 }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -12,6 +13,11 @@ import ServiceLifecycle
 /// attempt is retried with exponential backoff and jitter unless the handler says otherwise. A job of a type with no handler fails
 /// at once, visibly, instead of waiting forever. On graceful shutdown the worker stops claiming,
 /// lets running jobs finish within `gracePeriod`, and returns the rest to the queue.
+///
+/// Metrics (swift-metrics, for whatever backend the process bootstraps): `tern_jobs_total`
+/// by queue, type and outcome (completed, retried, failed, cancelled, released, lease_lost), and
+/// the timer `tern_job_duration_seconds` by queue and type. A type without a handler is counted as
+/// `unknown`, so clients cannot grow the label set.
 public struct JobWorker: Service {
     public struct Configuration: Sendable {
         /// Unique per process: leases are held under it.
@@ -153,12 +159,14 @@ public struct JobWorker: Service {
         logger[metadataKey: "attempt"] = "\(job.attempt)"
         guard let handler = handlers[job.type] else {
             logger.error("no handler for the job type")
+            count(type: "unknown", outcome: "failed")
             await record(job, logger: logger) {
                 _ = try await queue.fail(
                     job, code: "no_handler", reason: "no worker handles jobs of type '\(job.type)'", decision: .giveUp)
             }
             return
         }
+        let started = ContinuousClock.now
         let ending = await withTaskGroup(of: Ending?.self) { group -> Ending in
             group.addTask {
                 do {
@@ -183,8 +191,12 @@ public struct JobWorker: Service {
             signals.continuation.finish()
             return ending ?? .released
         }
+        let elapsed = ContinuousClock.now - started
+        Timer(label: "tern_job_duration_seconds", dimensions: [("queue", queue.name.rawValue), ("type", job.type)])
+            .recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         switch ending {
         case .finished(.success(let outcome)):
+            count(type: job.type, outcome: "completed")
             await record(job, logger: logger) {
                 if try await !queue.complete(job, tokens: outcome.tokens) { logger.warning("lease lost before completion was recorded") }
             }
@@ -198,17 +210,25 @@ public struct JobWorker: Service {
             }
             let reason = failure?.reason ?? String(String(describing: error).prefix(500))
             logger.warning("job attempt failed", metadata: ["error": "\(reason)"])
+            count(type: job.type, outcome: decision == .giveUp || job.attempt >= job.maximumAttempts ? "failed" : "retried")
             await record(job, logger: logger) {
                 _ = try await queue.fail(job, code: failure?.code ?? "job_failed", reason: reason, decision: decision)
             }
         case .cancelled:
             logger.info("job cancelled")
+            count(type: job.type, outcome: "cancelled")
             await record(job, logger: logger) { _ = try await queue.finishCancelled(job) }
         case .released:
+            count(type: job.type, outcome: "released")
             await record(job, logger: logger) { _ = try await queue.release(job) }
         case .leaseLost:
+            count(type: job.type, outcome: "lease_lost")
             logger.warning("lease lost; another worker has the job")
         }
+    }
+
+    private func count(type: String, outcome: String) {
+        Counter(label: "tern_jobs_total", dimensions: [("queue", queue.name.rawValue), ("type", type), ("outcome", outcome)]).increment()
     }
 
     /// Records an outcome, retrying while Redis is unreachable (a restart): giving up early
