@@ -32,6 +32,8 @@ public enum ChatEvent: Sendable, Equatable {
     case done(finishReason: String, promptTokens: Int, completionTokens: Int)
     /// The job failed; `code` is stable, `message` is safe to show the job's owner.
     case failed(code: String, message: String)
+    /// The job was cancelled (written by the queue).
+    case cancelled
 
     /// The stream entry's fields.
     public var fields: KeyValuePairs<String, String> {
@@ -41,6 +43,7 @@ public enum ChatEvent: Sendable, Equatable {
         case .done(let reason, let prompt, let completion):
             ["type": "done", "finish_reason": reason, "prompt_tokens": String(prompt), "completion_tokens": String(completion)]
         case .failed(let code, let message): ["type": "error", "code": code, "message": message]
+        case .cancelled: ["type": "cancelled"]
         }
     }
 
@@ -55,6 +58,7 @@ public enum ChatEvent: Sendable, Equatable {
                 promptTokens: Int(fields["prompt_tokens"] ?? "") ?? 0,
                 completionTokens: Int(fields["completion_tokens"] ?? "") ?? 0)
         case "error": self = .failed(code: fields["code"] ?? "internal_error", message: fields["message"] ?? "generation failed")
+        case "cancelled": self = .cancelled
         default: return nil
         }
     }

@@ -12,39 +12,8 @@ extension API {
     /// events, as Server-Sent Events (`stream: true`) or as one JSON answer.
     func chatCompletions(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let user = try await authenticate(request)
-        let body: ByteBuffer
-        do {
-            body = try await request.body.collect(upTo: configuration.limits.maximumBodyBytes)
-        } catch {
-            throw APIError(.contentTooLarge, code: "body_too_large", message: "The request body is larger than \(configuration.limits.maximumBodyBytes) bytes.")
-        }
-        let chat: ChatCompletionRequest
-        do {
-            chat = try JSONDecoder().decode(ChatCompletionRequest.self, from: Data(body.readableBytesView))
-        } catch let error as APIError {
-            throw error
-        } catch {
-            throw APIError.invalid("The body is not a valid chat completion request: \(Self.describe(error))")
-        }
-        guard configuration.models.contains(chat.model) else {
-            throw APIError(.notFound, code: "model_not_found", message: "The model '\(chat.model.prefix(100))' does not exist.", param: "model")
-        }
-        let (messages, options) = try chat.validated(limits: configuration.limits)
-
-        let jobID = JobID()
-        let title = String((messages.last { $0.role == "user" }?.content ?? "Chat").prefix(80))
-        let conversationID = try await store.createChat(
-            user: user, jobID: jobID.uuid, model: chat.model, title: title,
-            messages: messages.map { StoredMessage(role: $0.role, content: $0.content) })
-        let job = ChatJob(userID: user.uuid, conversationID: conversationID, model: chat.model, messages: messages, options: options)
-        do {
-            _ = try await queue.enqueue(NewJob(
-                id: jobID, type: ChatJob.type, tenant: user.uuid.uuidString.lowercased(), payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self),
-                lane: .interactive, provider: chat.model, tokens: options.maxTokens ?? 0))
-        } catch let error as JobQueueError where error.code == .backlogFull {
-            try await store.failJob(jobID.uuid, reason: "the queue was full")
-            throw APIError(.serviceUnavailable, type: "server_error", code: "queue_full", message: "Too many requests are waiting; try again shortly.")
-        }
+        let chat = try await decodeBody(ChatCompletionRequest.self, of: request, what: "chat completion request")
+        let (jobID, _) = try await enqueueChat(chat, for: user)
         logger.info("chat job enqueued", metadata: ["job": "\(jobID)", "user": "\(user)", "stream": "\(chat.stream ?? false)"])
 
         let completion = CompletionFormat(id: "chatcmpl-\(jobID)", model: chat.model, created: Int(Date().timeIntervalSince1970))
@@ -54,6 +23,46 @@ extension API {
             return streamResponse(job: jobID, format: completion, includeUsage: chat.stream_options?.include_usage == true, headers: headers)
         }
         return try await answerResponse(job: jobID, format: completion, headers: headers)
+    }
+
+    /// Reads a JSON body within the size limit; a body that is not `Body` is a 400.
+    func decodeBody<Body: Decodable>(_ type: Body.Type, of request: Request, what: String) async throws -> Body {
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: configuration.limits.maximumBodyBytes)
+        } catch {
+            throw APIError(.contentTooLarge, code: "body_too_large", message: "The request body is larger than \(configuration.limits.maximumBodyBytes) bytes.")
+        }
+        do {
+            return try JSONDecoder().decode(Body.self, from: Data(body.readableBytesView))
+        } catch let error as APIError {
+            throw error
+        } catch {
+            throw APIError.invalid("The body is not a valid \(what): \(Self.describe(error))")
+        }
+    }
+
+    /// Validates a chat request, stores its conversation and enqueues its job.
+    func enqueueChat(_ chat: ChatCompletionRequest, for user: UserID) async throws -> (JobID, UUID) {
+        guard configuration.models.contains(chat.model) else {
+            throw APIError(.notFound, code: "model_not_found", message: "The model '\(chat.model.prefix(100))' does not exist.", param: "model")
+        }
+        let (messages, options) = try chat.validated(limits: configuration.limits)
+        let jobID = JobID()
+        let title = String((messages.last { $0.role == "user" }?.content ?? "Chat").prefix(80))
+        let conversationID = try await store.createChat(
+            user: user, jobID: jobID.uuid, model: chat.model, title: title,
+            messages: messages.map { StoredMessage(role: $0.role, content: $0.content) })
+        let job = ChatJob(userID: user.uuid, conversationID: conversationID, model: chat.model, messages: messages, options: options)
+        do {
+            _ = try await queue.enqueue(NewJob(
+                id: jobID, type: ChatJob.type, tenant: user.tenant, payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self),
+                lane: .interactive, provider: chat.model, tokens: options.maxTokens ?? 0))
+        } catch let error as JobQueueError where error.code == .backlogFull {
+            try await store.failJob(jobID.uuid, reason: "the queue was full")
+            throw APIError(.serviceUnavailable, type: "server_error", code: "queue_full", message: "Too many requests are waiting; try again shortly.")
+        }
+        return (jobID, conversationID)
     }
 
     private func streamResponse(job: JobID, format: CompletionFormat, includeUsage: Bool, headers: HTTPFields) -> Response {
@@ -79,6 +88,9 @@ extension API {
                     case .failed(let code, let message):
                         let error = APIError(.badGateway, type: "server_error", code: code, message: message)
                         try await writer.write(format.sse(error.body))
+                        return false
+                    case .cancelled:
+                        try await writer.write(format.sse(APIError.cancelled.body))
                         return false
                     }
                 } onIdle: {
@@ -109,7 +121,7 @@ extension API {
             case .token(let text):
                 answer += text
                 return true
-            case .done, .failed:
+            case .done, .failed, .cancelled:
                 outcome = event
                 return false
             }
@@ -123,6 +135,8 @@ extension API {
             return try json(format.completion(answer: answer, finishReason: reason, prompt: prompt, completion: completion), headers: headers)
         case .failed(let code, let message):
             throw APIError(.badGateway, type: "server_error", code: code, message: message)
+        case .cancelled:
+            throw APIError.cancelled
         default:
             throw APIError(.internalServerError, type: "server_error", code: "internal_error", message: "The job ended without an answer.")
         }

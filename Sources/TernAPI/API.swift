@@ -66,6 +66,7 @@ public struct API: Sendable {
         router.post("/v1/chat/completions") { request, context in
             try await chatCompletions(request, context: context)
         }
+        addJobRoutes(to: router)
         WebAssets.add(to: router)
         return router
     }

@@ -52,6 +52,10 @@ public struct APIError: Error, HTTPResponseError, Sendable {
         APIError(.badRequest, code: "invalid_request", message: message, param: param)
     }
 
+    static let cancelled = APIError(.conflict, code: "job_cancelled", message: "The job was cancelled before it finished.")
+
+    static let jobNotFound = APIError(.notFound, code: "job_not_found", message: "No such job.")
+
     static let unauthorized = APIError(
         .unauthorized, code: "invalid_api_key",
         message: "Missing or invalid API key. Send it as 'Authorization: Bearer <key>'.")

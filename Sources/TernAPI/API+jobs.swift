@@ -1,0 +1,136 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import TernAI
+import TernQueue
+import TernStore
+
+extension UserID {
+    /// The queue tenant of the user's jobs.
+    var tenant: String { description }
+}
+
+/// A job as the jobs API shows it.
+struct JobObject: Encodable {
+    struct Failure: Encodable {
+        let message: String
+    }
+
+    let id: String
+    var object = "job"
+    let type: String
+    /// queued, running, completed, failed or cancelled.
+    let status: String
+    let attempt: Int
+    let created_at: Int64
+    let started_at: Int64?
+    let finished_at: Int64?
+    let cancel_requested: Bool
+    let error: Failure?
+    let events_url: String
+
+    init(_ status: JobStatus) {
+        id = status.id.rawValue
+        type = status.type == ChatJob.type ? "chat.completion" : status.type
+        switch status.state {
+        case .ready, .delayed: self.status = "queued"
+        case .active: self.status = "running"
+        case .completed, .failed, .cancelled: self.status = status.state.rawValue
+        }
+        attempt = status.attempt
+        created_at = status.enqueuedAt / 1000
+        started_at = status.startedAt.map { $0 / 1000 }
+        finished_at = status.finishedAt.map { $0 / 1000 }
+        cancel_requested = status.cancelRequested
+        error = status.state == .failed ? status.error.map(Failure.init) : nil
+        events_url = "/v1/jobs/\(status.id)/events"
+    }
+}
+
+/// `POST /v1/jobs`: a chat completion to run in the background.
+struct CreateJobRequest: Decodable {
+    let type: String
+    let input: ChatCompletionRequest
+}
+
+extension API {
+    func addJobRoutes(to router: Router<BasicRequestContext>) {
+        router.post("/v1/jobs") { request, _ in try await createJob(request) }
+        router.get("/v1/jobs/:id") { request, context in
+            let user = try await authenticate(request)
+            return try json(JobObject(try await ownedJob(context, user)))
+        }
+        router.post("/v1/jobs/:id/cancel") { request, context in
+            let user = try await authenticate(request)
+            let job = try await ownedJob(context, user)
+            _ = try await queue.cancel(job.id)
+            logger.info("job cancel requested", metadata: ["job": "\(job.id)", "user": "\(user)"])
+            return try json(JobObject(try await ownedJob(context, user)))
+        }
+        router.get("/v1/jobs/:id/events") { request, context in
+            let user = try await authenticate(request)
+            let job = try await ownedJob(context, user)
+            return try jobEvents(job.id, after: try lastEventID(request))
+        }
+    }
+
+    private func createJob(_ request: Request) async throws -> Response {
+        let user = try await authenticate(request)
+        let body = try await decodeBody(CreateJobRequest.self, of: request, what: "job")
+        guard body.type == "chat.completion" else {
+            throw APIError.invalid("Unknown job type '\(body.type.prefix(100))'; the one type is 'chat.completion'.", param: "type")
+        }
+        let (id, _) = try await enqueueChat(body.input, for: user)
+        logger.info("job enqueued", metadata: ["job": "\(id)", "user": "\(user)"])
+        guard let status = try await queue.status(id) else { throw APIError.jobNotFound }
+        return try json(JobObject(status), status: .accepted, headers: [.location: "/v1/jobs/\(id)"])
+    }
+
+    /// The job named in the path, if it is the caller's; another user's job is a 404 like a
+    /// missing one, so ids cannot be probed.
+    private func ownedJob(_ context: BasicRequestContext, _ user: UserID) async throws -> JobStatus {
+        guard let text = context.parameters.get("id"), let id = JobID(text), let status = try await queue.status(id),
+              status.tenant == user.tenant
+        else { throw APIError.jobNotFound }
+        return status
+    }
+
+    /// Where to resume: the `Last-Event-ID` header (or `?after=`), a stream entry id.
+    private func lastEventID(_ request: Request) throws -> String {
+        guard let value = request.headers[.init("Last-Event-ID")!] ?? request.uri.queryParameters.get("after") else { return "0" }
+        let parts = value.split(separator: "-", omittingEmptySubsequences: false)
+        guard value.utf8.count <= 41, parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) })
+        else { throw APIError.invalid("Last-Event-ID must be an event id such as 1733000000000-0.", param: "Last-Event-ID") }
+        return value
+    }
+
+    /// The job's events as Server-Sent Events, each with its id, from after `lastID`, until the
+    /// job ends. Any API instance can serve any part of it: the events live in Redis.
+    private func jobEvents(_ job: JobID, after lastID: String) throws -> Response {
+        var headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
+        headers[.init("X-Accel-Buffering")!] = "no"
+        let deadline = ContinuousClock.now + configuration.answerTimeout
+        return Response(status: .ok, headers: headers, body: .init { writer in
+            var lastID = lastID
+            reading: while ContinuousClock.now < deadline {
+                let batch = try await events.read(job, after: lastID, block: .milliseconds(configuration.heartbeatMilliseconds))
+                if batch.isEmpty {
+                    try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                    continue
+                }
+                for event in batch {
+                    lastID = event.id
+                    var data = event.fields
+                    data["type"] = nil
+                    var text = "id: \(event.id)\nevent: \(event.type)\ndata: "
+                    text += String(decoding: try JSONSerialization.data(withJSONObject: data, options: [.sortedKeys]), as: UTF8.self)
+                    text += "\n\n"
+                    try await writer.write(ByteBuffer(string: text))
+                    if ["completed", "error", "cancelled"].contains(event.type) { break reading }
+                }
+            }
+            try await writer.finish(nil)
+        })
+    }
+}
