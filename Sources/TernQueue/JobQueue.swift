@@ -26,11 +26,12 @@ public protocol JobQueue: Sendable {
     /// (the real count) corrects the provider's tokens-per-minute budget.
     func complete(_ job: ClaimedJob, tokens: Int?) async throws -> Bool
     /// Records a failed attempt: retried after a delay if the decision and the attempts allow,
-    /// else failed for good (with `code` and `reason` in its `error` event). Returns the job's
-    /// new state, `nil` if the lease was lost.
+    /// else failed for good (with `code` and `reason` in its `error` event); a job whose
+    /// cancellation was requested ends cancelled. Returns the job's new state, `nil` if the lease
+    /// was lost.
     func fail(_ job: ClaimedJob, code: String, reason: String, decision: RetryDecision) async throws -> JobState?
     /// Returns a claimed job to the front of the ready line without counting the attempt
-    /// (a worker shutting down).
+    /// (a worker shutting down); a job whose cancellation was requested ends cancelled instead.
     func release(_ job: ClaimedJob) async throws -> Bool
     /// Cancels a job: a waiting one is removed at once; an active one is flagged and its worker
     /// told, and it ends as cancelled when the worker stops it. Returns the state after the call.

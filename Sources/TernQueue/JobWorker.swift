@@ -59,7 +59,7 @@ public struct JobWorker: Service {
             group.addTask { await heartbeats() }
             group.addTask { await renewLeases(running) }
             group.addTask {
-                for await id in queue.cancellations() { running.signal(id, .cancel) }
+                for await id in queue.cancellations() { running.signal(job: id, .cancel) }
             }
             await withGracefulShutdownHandler {
                 await dispatch(running)
@@ -82,8 +82,8 @@ public struct JobWorker: Service {
                 for (job, renewal) in zip(jobs, try await queue.renew(jobs)) {
                     switch renewal {
                     case .renewed: break
-                    case .cancelRequested: running.signal(job.id, .cancel)
-                    case .lost: running.signal(job.id, .leaseLost)
+                    case .cancelRequested: running.signal(lease: job.lease, .cancel)
+                    case .lost: running.signal(lease: job.lease, .leaseLost)
                     }
                 }
             } catch {
@@ -120,7 +120,7 @@ public struct JobWorker: Service {
                         let signals = running.register(job)
                         group.addTask {
                             await run(job, signals: signals)
-                            running.unregister(job.id)
+                            running.unregister(job)
                         }
                     }
                     if result.jobs.isEmpty {
@@ -134,7 +134,7 @@ public struct JobWorker: Service {
                 }
             }
             let deadline = ContinuousClock.now + configuration.gracePeriod
-            while running.count > 0, ContinuousClock.now < deadline {
+            while running.count > 0, ContinuousClock.now < deadline, !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(20))
             }
             if running.count > 0 {
@@ -189,6 +189,9 @@ public struct JobWorker: Service {
             while ending == nil, let next = await group.next() { ending = next }
             group.cancelAll()
             signals.continuation.finish()
+            // The worker itself was cancelled (another service of the process failed): the
+            // handler's CancellationError is no failure of the job.
+            if Task.isCancelled, case .finished(.failure) = ending { return .released }
             return ending ?? .released
         }
         let elapsed = ContinuousClock.now - started
@@ -237,6 +240,10 @@ public struct JobWorker: Service {
         let deadline = ContinuousClock.now + queue.lease
         var delay = Duration.milliseconds(50)
         while true {
+            guard !Task.isCancelled else {
+                logger.warning("worker cancelled before recording the job's outcome; it will run again after its lease")
+                return
+            }
             do {
                 return try await body()
             } catch {
@@ -265,8 +272,10 @@ final class RunningJobs: Sendable {
         let continuation: AsyncStream<Signal>.Continuation
     }
 
+    /// Keyed by lease: after an outage a worker can hold a job's new claim while its old run
+    /// (whose lease is gone) still ends.
     private struct State {
-        var jobs: [JobID: (job: ClaimedJob, signals: AsyncStream<Signal>.Continuation)] = [:]
+        var jobs: [String: (job: ClaimedJob, signals: AsyncStream<Signal>.Continuation)] = [:]
         var dispatcher: CheckedContinuation<Void, Never>?
     }
     private let state = NIOLockedValueBox(State())
@@ -276,21 +285,31 @@ final class RunningJobs: Sendable {
 
     func register(_ job: ClaimedJob) -> Signals {
         let (stream, continuation) = AsyncStream.makeStream(of: Signal.self, bufferingPolicy: .bufferingNewest(8))
-        state.withLockedValue { $0.jobs[job.id] = (job, continuation) }
+        let older = state.withLockedValue { state in
+            defer { state.jobs[job.lease] = (job, continuation) }
+            return state.jobs.values.filter { $0.job.id == job.id }.map(\.signals)
+        }
+        older.forEach { $0.yield(.leaseLost) }
         return Signals(stream: stream, continuation: continuation)
     }
 
-    func unregister(_ id: JobID) {
+    func unregister(_ job: ClaimedJob) {
         let dispatcher = state.withLockedValue { state in
-            state.jobs[id] = nil
+            state.jobs[job.lease] = nil
             defer { state.dispatcher = nil }
             return state.dispatcher
         }
         dispatcher?.resume()
     }
 
-    func signal(_ id: JobID, _ signal: Signal) {
-        _ = state.withLockedValue { $0.jobs[id] }?.signals.yield(signal)
+    /// Signals the run holding `lease`.
+    func signal(lease: String, _ signal: Signal) {
+        _ = state.withLockedValue { $0.jobs[lease] }?.signals.yield(signal)
+    }
+
+    /// Signals every run of the job.
+    func signal(job id: JobID, _ signal: Signal) {
+        state.withLockedValue { $0.jobs.values.filter { $0.job.id == id }.map(\.signals) }.forEach { $0.yield(signal) }
     }
 
     func signalAll(_ signal: Signal) {

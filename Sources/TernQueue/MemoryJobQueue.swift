@@ -14,6 +14,8 @@ public final class MemoryJobQueue: JobQueue {
         var state: JobState
         var attempt = 0
         var lease = ""
+        /// Claims so far, for lease tokens unique per claim.
+        var claims = 0
         var enqueuedAt: Int64
         var readyAt: Int64 = 0
         var startedAt: Int64?
@@ -46,7 +48,7 @@ public final class MemoryJobQueue: JobQueue {
     public init(name: QueueName = QueueName("memory"), lease: Duration = .seconds(30), maximumBacklog: Int? = nil) {
         self.name = name
         self.lease = lease
-        self.maximumBacklog = maximumBacklog
+        self.maximumBacklog = maximumBacklog.flatMap { $0 > 0 ? $0 : nil }
     }
 
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
@@ -77,7 +79,7 @@ public final class MemoryJobQueue: JobQueue {
         let now = Self.now()
         return state.withLockedValue { state -> ClaimResult in
             Self.recoverExpired(now: now, &state)
-            for (id, due) in state.delayed where due <= now {
+            for (id, due) in state.delayed.sorted(by: { $0.value < $1.value }) where due <= now {
                 state.delayed[id] = nil
                 Self.makeReady(id, front: false, now: now, &state)
             }
@@ -101,7 +103,8 @@ public final class MemoryJobQueue: JobQueue {
                     var claimed = record
                     claimed.attempt += 1
                     claimed.state = .active
-                    claimed.lease = "\(worker)#\(claimed.attempt)"
+                    claimed.claims += 1
+                    claimed.lease = "\(worker)#\(claimed.claims)"
                     claimed.startedAt = now
                     state.records[id] = claimed
                     state.active[id] = now + lease.milliseconds
@@ -132,7 +135,7 @@ public final class MemoryJobQueue: JobQueue {
             jobs.map { job in
                 guard let record = state.records[job.id], record.state == .active, record.lease == job.lease else { return .lost }
                 state.active[job.id] = expiry
-                if let provider = record.job.provider, state.inflight[provider]?[job.id] != nil { state.inflight[provider]?[job.id] = expiry }
+                if let provider = record.job.provider, state.limits[provider]?.concurrency != nil { state.inflight[provider, default: [:]][job.id] = expiry }
                 return record.cancelRequested ? .cancelRequested : .renewed
             }
         }
@@ -141,7 +144,7 @@ public final class MemoryJobQueue: JobQueue {
     public func complete(_ job: ClaimedJob, tokens: Int?) async throws -> Bool {
         finishOwned(job, as: .completed) { record, state in
             if let tokens, let provider = record.job.provider, let tpm = state.limits[provider]?.tokensPerMinute, let next = state.tokensNext[provider] {
-                state.tokensNext[provider] = next + Double(tokens - record.job.tokens) * 60000 / Double(tpm)
+                state.tokensNext[provider] = next + Double(tokens - min(record.job.tokens, tpm)) * 60000 / Double(tpm)
             }
         } != nil
     }
@@ -151,6 +154,10 @@ public final class MemoryJobQueue: JobQueue {
         return state.withLockedValue { state -> JobState? in
             guard var record = state.records[job.id], record.state == .active, record.lease == job.lease else { return nil }
             Self.leaveActive(job.id, record, &state)
+            if record.cancelRequested {
+                Self.finish(job.id, as: .cancelled, now: now, &state)
+                return .cancelled
+            }
             record.error = reason
             if case .retry(let delay) = decision, record.attempt < record.job.maximumAttempts {
                 record.state = .delayed
@@ -171,6 +178,10 @@ public final class MemoryJobQueue: JobQueue {
         state.withLockedValue { state in
             guard var record = state.records[job.id], record.state == .active, record.lease == job.lease else { return false }
             Self.leaveActive(job.id, record, &state)
+            if record.cancelRequested {
+                Self.finish(job.id, as: .cancelled, now: Self.now(), &state)
+                return true
+            }
             record.attempt -= 1
             state.records[job.id] = record
             Self.makeReady(job.id, front: true, now: Self.now(), &state)
@@ -280,7 +291,7 @@ public final class MemoryJobQueue: JobQueue {
         }
         if front { state.ready[lane][tenant]?.insert(id, at: 0) } else { state.ready[lane][tenant]?.append(id) }
         record.state = .ready
-        record.readyAt = now
+        if !front { record.readyAt = now }  // put back at the front, it keeps its wait
         state.records[id] = record
         state.wakeGeneration += 1
     }

@@ -50,7 +50,12 @@ extension RedisJobQueue {
           if front then n = redis.call('LPUSH', list, id) else n = redis.call('RPUSH', list, id) end
           if n == 1 then redis.call('RPUSH', p .. 'tenants:' .. lane, tenant) end
           redis.call('RPUSH', p .. 'backlog', '1')
-          if not marked then redis.call('HSET', p .. 'job:' .. id, 'state', 'ready', 'readyAt', now_text) end
+          -- A job put back at the front keeps its readyAt: it has waited since then.
+          if front then
+            redis.call('HSET', p .. 'job:' .. id, 'state', 'ready')
+          elseif not marked then
+            redis.call('HSET', p .. 'job:' .. id, 'state', 'ready', 'readyAt', now_text)
+          end
           made_ready = true
         end
         local function wake_once()
@@ -84,7 +89,7 @@ extension RedisJobQueue {
           end
         end
         local function owned(id, lease)
-          local f = redis.call('HMGET', p .. 'job:' .. id, 'lease', 'state', 'provider', 'attempt', 'maxAttempts', 'lane', 'tenant', 'startedAt', 'tokens')
+          local f = redis.call('HMGET', p .. 'job:' .. id, 'lease', 'state', 'provider', 'attempt', 'maxAttempts', 'lane', 'tenant', 'startedAt', 'tokens', 'cancel')
           if f[1] ~= lease or f[2] ~= 'active' then return nil end
           return f
         end
@@ -226,7 +231,8 @@ extension RedisJobQueue {
                 redis.call('LPOP', p .. 'backlog')
                 if redis.call('LLEN', list) > 0 then redis.call('RPUSH', tenants, tenant) end
                 local attempt = tonumber(j[8]) + 1
-                local token = worker .. '#' .. attempt
+                -- Unique per claim (a released job keeps its attempt number, not its token).
+                local token = worker .. '#' .. redis.call('HINCRBY', job, 'claims', 1)
                 redis.call('HSET', job, 'attempt', attempt, 'state', 'active', 'lease', token, 'worker', worker, 'startedAt', now_text)
                 redis.call('ZADD', p .. 'active', now + lease, id)
                 for _, v in ipairs({id, j[1], j[2], j[3], attempt, j[4], j[5], token, j[6], now}) do table.insert(result, v) end
@@ -254,7 +260,10 @@ extension RedisJobQueue {
             table.insert(result, -1)
           else
             redis.call('ZADD', p .. 'active', 'XX', expiry, id)
-            if f[4] and f[4] ~= '' then redis.call('ZADD', p .. 'inflight:' .. f[4], 'XX', expiry, id) end
+            -- Re-added if the claim's cleanup dropped it after an outage: a running job holds its slot.
+            if f[4] and f[4] ~= '' and redis.call('HEXISTS', p .. 'limits', f[4] .. ':concurrency') == 1 then
+              redis.call('ZADD', p .. 'inflight:' .. f[4], expiry, id)
+            end
             if f[3] == '1' then table.insert(result, 1) else table.insert(result, 0) end
           end
         end
@@ -281,7 +290,8 @@ extension RedisJobQueue {
               local key = p .. 'rate:' .. f[3] .. ':tokens'
               local tat = redis.call('GET', key)
               if tpm and tat then
-                local corrected = tonumber(tat) + (actual - (tonumber(f[9]) or 0)) * 60000 / tonumber(tpm)
+                local charged = math.min(tonumber(f[9]) or 0, tonumber(tpm))  -- as admit() charged it
+                local corrected = tonumber(tat) + (actual - charged) * 60000 / tonumber(tpm)
                 redis.call('SET', key, corrected, 'PX', math.max(1, math.ceil(corrected - now)) + 60000)
               end
             end
@@ -311,6 +321,11 @@ extension RedisJobQueue {
         if not f then return '' end
         local now = now_ms()
         leave_active(ARGV[1], f[3])
+        local retentions = {ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])}
+        if f[10] == '1' then  -- cancelled while it ran: it ends so, not retried
+          finish(ARGV[1], 'cancelled', now, retentions, 'type', 'cancelled')
+          return 'cancelled'
+        end
         local job = p .. 'job:' .. ARGV[1]
         redis.call('HSET', job, 'error', ARGV[4])
         local delay = tonumber(ARGV[5])
@@ -322,16 +337,20 @@ extension RedisJobQueue {
           return 'delayed'
         end
         redis.call('HINCRBY', p .. 'totals', 'failed:' .. ARGV[3], 1)
-        finish(ARGV[1], 'failed', now, {ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])},
-          'type', 'error', 'code', ARGV[3], 'message', ARGV[4])
+        finish(ARGV[1], 'failed', now, retentions, 'type', 'error', 'code', ARGV[3], 'message', ARGV[4])
         return 'failed'
         """)
 
-    /// ARGV: id lease. Back to the front of the ready line; the attempt is not counted.
+    /// ARGV: id lease eventRetentionMs retentionMs keep. Back to the front of the ready line;
+    /// the attempt is not counted. A job whose cancellation was requested ends cancelled instead.
     static let releaseScript = RedisScript(prelude + """
         local f = owned(ARGV[1], ARGV[2])
         if not f then return 0 end
         leave_active(ARGV[1], f[3])
+        if f[10] == '1' then
+          finish(ARGV[1], 'cancelled', now_ms(), {ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])}, 'type', 'cancelled')
+          return 1
+        end
         redis.call('HINCRBY', p .. 'job:' .. ARGV[1], 'attempt', -1)
         make_ready(ARGV[1], f[6], f[7], true, now_ms())
         wake_once()

@@ -150,7 +150,7 @@ public struct RedisJobQueue: JobQueue {
     }
 
     public func release(_ job: ClaimedJob) async throws -> Bool {
-        try await run(Self.releaseScript, [job.id.rawValue, job.lease]).int == 1
+        try await run(Self.releaseScript, [job.id.rawValue, job.lease] + retentions).int == 1
     }
 
     public func cancel(_ id: JobID) async throws -> JobState {

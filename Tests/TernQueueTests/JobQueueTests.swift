@@ -253,6 +253,28 @@ func job(_ tenant: String = "t", type: String = "work", lane: JobLane = .interac
             #expect(try await queue.release(first))
             let again = try #require(try await queue.claim(worker: "w", maximum: 1).jobs.first)
             #expect(again.id == first.id && again.attempt == 1)
+            // Same worker, same attempt, yet a new lease: the first claim can no longer act.
+            #expect(again.lease != first.lease)
+            #expect(try await queue.complete(first, tokens: nil) == false)
+            #expect(try await queue.complete(again, tokens: nil))
+        }
+    }
+
+    @Test(arguments: QueueKind.allCases)
+    func aCancelledJobIsNotRetriedOrReleasedAgain(kind: QueueKind) async throws {
+        try await withQueue(kind) { queue in
+            for ending in ["fail", "release"] {
+                let id = try await queue.enqueue(job()).id
+                let claimed = try #require(try await queue.claim(worker: "w", maximum: 1).jobs.first)
+                #expect(try await queue.cancel(id) == .active)
+                if ending == "fail" {
+                    #expect(try await queue.fail(claimed, code: "x", reason: "stopped", decision: .retry(after: .zero)) == .cancelled)
+                } else {
+                    #expect(try await queue.release(claimed))
+                }
+                #expect(try await queue.status(id)?.state == .cancelled, "\(ending)")
+            }
+            #expect(try await queue.claim(worker: "w", maximum: 5).jobs.isEmpty)
         }
     }
 
