@@ -27,6 +27,12 @@ public struct API: Sendable {
         public var answerTimeout: Duration = .seconds(600)
         /// The bearer token `GET /metrics` requires; `nil` turns the endpoint off.
         public var metricsToken: String?
+        /// Requests a minute one API key may make, across all API instances; `nil`: no limit.
+        public var requestsPerMinutePerKey: Int? = 600
+        /// Requests a minute one user may make with all their keys; `nil`: no limit.
+        public var requestsPerMinutePerUser: Int? = 1200
+        /// Requests allowed back to back before the per-minute pace applies.
+        public var rateLimitBurst = 60
         public init() {}
     }
 
@@ -104,11 +110,29 @@ public struct API: Sendable {
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
+    /// The caller's user, from the API key; counts the request against the key's and the
+    /// user's rate limits (a 429 with `Retry-After` past them).
     func authenticate(_ request: Request) async throws -> UserID {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { throw APIError.unauthorized }
-        let key = String(header.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
-        guard let user = try await store.user(forAPIKey: key) else { throw APIError.unauthorized }
-        return user
+        let secret = String(header.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
+        guard let key = try await store.apiKey(secret) else { throw APIError.unauthorized }
+        let limiter = RateLimiter(
+            redis: redis,
+            perKey: .init(perMinute: configuration.requestsPerMinutePerKey, burst: configuration.rateLimitBurst),
+            perUser: .init(perMinute: configuration.requestsPerMinutePerUser, burst: configuration.rateLimitBurst))
+        do {
+            try await limiter.admit(key: key.id, user: key.user.tenant)
+        } catch let refusal as RateLimiter.Refusal {
+            let seconds = max(1, Int((Double(refusal.retryAfter.components.seconds) + Double(refusal.retryAfter.components.attoseconds) / 1e18).rounded(.up)))
+            var error = APIError(.tooManyRequests, type: "requests", code: "rate_limit_exceeded",
+                                 message: "Rate limit of \(refusal.limit) requests a minute reached; retry after \(seconds) s.")
+            error.headers[.retryAfter] = String(seconds)
+            error.headers[.init("RateLimit-Limit")!] = String(refusal.limit)
+            error.headers[.init("RateLimit-Remaining")!] = "0"
+            error.headers[.init("RateLimit-Reset")!] = String(seconds)
+            throw error
+        }
+        return key.user
     }
 }
 

@@ -43,6 +43,11 @@ struct APICommand: AsyncParsableCommand {
         configuration.port = try environment.int("TERN_PORT", default: 8080)
         configuration.models = [environment.model]
         configuration.metricsToken = environment["TERN_METRICS_TOKEN"]
+        let perKey = try environment.int("TERN_RATE_LIMIT_KEY_RPM", default: 600)
+        let perUser = try environment.int("TERN_RATE_LIMIT_USER_RPM", default: 1200)
+        configuration.requestsPerMinutePerKey = perKey > 0 ? perKey : nil
+        configuration.requestsPerMinutePerUser = perUser > 0 ? perUser : nil
+        configuration.rateLimitBurst = max(1, try environment.int("TERN_RATE_LIMIT_BURST", default: 60))
         let postgres = PostgresClient(configuration: try environment.database, backgroundLogger: logger)
         let redis = RedisClient(configuration: try environment.redis, logger: logger)
         let queue = try environment.queue(redis)

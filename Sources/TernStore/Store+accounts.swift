@@ -42,11 +42,16 @@ extension Store {
 
     /// The user an API key belongs to, or `nil` if the key is unknown or revoked.
     public func user(forAPIKey secret: String) async throws -> UserID? {
+        try await apiKey(secret)?.user
+    }
+
+    /// The key and its user, or `nil` if the key is unknown or revoked.
+    public func apiKey(_ secret: String) async throws -> (id: UUID, user: UserID)? {
         guard secret.hasPrefix("tern_"), secret.utf8.count <= 128 else { return nil }
         let rows = try await client.query("""
-            SELECT user_id FROM api_keys WHERE key_hash = \(Self.hash(secret)) AND revoked_at IS NULL
+            SELECT id, user_id FROM api_keys WHERE key_hash = \(Self.hash(secret)) AND revoked_at IS NULL
             """, logger: logger)
-        for try await id in rows.decode(UUID.self) { return UserID(id) }
+        for try await (id, user) in rows.decode((UUID, UUID).self) { return (id, UserID(user)) }
         return nil
     }
 
