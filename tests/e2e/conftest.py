@@ -43,6 +43,24 @@ def psql(query):
     return [line.split("|") for line in result.stdout.splitlines() if line]
 
 
+def start_tern(arguments, env, log_name):
+    """Starts `tern ARGUMENTS` with `env`, its output in the logs folder."""
+    log = open(STATE / "logs" / f"{log_name}.log", "w")
+    return subprocess.Popen([TERN, *arguments], env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def stop_all(processes):
+    """SIGTERM to every process still running, then waits (SIGKILL after 30 s)."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 class Stack:
     def __init__(self, process, key):
         self.process = process

@@ -3,13 +3,11 @@ drops the connection, and reconnects to instance 2 with Last-Event-ID; the joine
 whole answer, nothing missing, nothing repeated."""
 import json
 import os
-import signal
-import subprocess
 import uuid
 
 import requests
 
-from conftest import STATE, TERN, wait_until
+from conftest import start_tern, stop_all, wait_until
 
 MOCK_PORT = 17093
 API_PORTS = (18083, 18084)
@@ -17,8 +15,7 @@ TOKENS = 40
 
 
 def start(arguments, env, name):
-    log = open(STATE / "logs" / f"resume-{name}.log", "w")
-    return subprocess.Popen([TERN, *arguments], env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return start_tern(arguments, env, f"resume-{name}")
 
 
 def read_events(response, stop_after_tokens=None):
@@ -73,11 +70,4 @@ def test_a_dropped_stream_resumes_on_another_instance(stack):
         status = requests.get(f"http://127.0.0.1:{API_PORTS[1]}/v1/jobs/{job}", headers=auth, timeout=30).json()
         assert status["status"] == "completed"
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(processes)

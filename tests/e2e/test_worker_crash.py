@@ -3,12 +3,11 @@ client's stream ends with the whole answer, nothing missing and nothing repeated
 import json
 import os
 import signal
-import subprocess
 import uuid
 
 import requests
 
-from conftest import STATE, TERN, psql, wait_until
+from conftest import psql, start_tern, stop_all, wait_until
 
 MOCK_PORT = 17091
 API_PORT = 18081
@@ -16,8 +15,7 @@ TOKENS = 40
 
 
 def start(arguments, env, name):
-    log = open(STATE / "logs" / f"crash-{name}.log", "w")
-    return subprocess.Popen([TERN, *arguments], env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return start_tern(arguments, env, f"crash-{name}")
 
 
 def test_job_of_a_killed_worker_completes_on_another(stack):
@@ -68,11 +66,4 @@ def test_job_of_a_killed_worker_completes_on_another(stack):
                    timeout=60, message="the job to be stored as completed")
         assert psql(f"SELECT attempts FROM jobs WHERE id = '{job_id}'")[0][0] == "2"
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(processes)
