@@ -60,7 +60,9 @@ extension API {
                 lane: .interactive, provider: chat.model, tokens: options.maxTokens ?? 0))
         } catch let error as JobQueueError where error.code == .backlogFull {
             try await store.failJob(jobID.uuid, reason: "the queue was full")
-            throw APIError(.serviceUnavailable, type: "server_error", code: "queue_full", message: "Too many requests are waiting; try again shortly.")
+            var refusal = APIError(.serviceUnavailable, type: "server_error", code: "queue_full", message: "Too many requests are waiting; try again shortly.")
+            refusal.headers[.retryAfter] = "5"
+            throw refusal
         }
         return (jobID, conversationID)
     }

@@ -73,6 +73,7 @@ public struct API: Sendable {
             try await chatCompletions(request, context: context)
         }
         addJobRoutes(to: router)
+        addKeyRoutes(to: router)
         WebAssets.add(to: router)
         return router
     }

@@ -56,6 +56,8 @@ public struct APIError: Error, HTTPResponseError, Sendable {
 
     static let jobNotFound = APIError(.notFound, code: "job_not_found", message: "No such job.")
 
+    static let keyNotFound = APIError(.notFound, code: "key_not_found", message: "No such API key.")
+
     static let unauthorized = APIError(
         .unauthorized, code: "invalid_api_key",
         message: "Missing or invalid API key. Send it as 'Authorization: Bearer <key>'.")

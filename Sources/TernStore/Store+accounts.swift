@@ -58,4 +58,36 @@ extension Store {
     static func hash(_ secret: String) -> ByteBuffer {
         ByteBuffer(bytes: SHA256.hash(data: Array(secret.utf8)))
     }
+
+    /// The user's API keys, newest first (never their secrets).
+    public func apiKeys(of user: UserID) async throws -> [StoredAPIKey] {
+        let rows = try await client.query("""
+            SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE user_id = \(user.uuid) ORDER BY created_at DESC, id
+            """, logger: logger)
+        var keys: [StoredAPIKey] = []
+        for try await (id, name, prefix, created, revoked) in rows.decode((UUID, String, String, Date, Date?).self) {
+            keys.append(StoredAPIKey(id: id, name: name, prefix: prefix, createdAt: created, revokedAt: revoked))
+        }
+        return keys
+    }
+
+    /// Revokes one of the user's keys; `false` if the user has no such key. Every API instance
+    /// looks keys up on each request, so the key stops working everywhere at once.
+    @discardableResult
+    public func revokeAPIKey(_ id: UUID, of user: UserID) async throws -> Bool {
+        let rows = try await client.query("""
+            UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = \(id) AND user_id = \(user.uuid) RETURNING id
+            """, logger: logger)
+        for try await _ in rows.decode(UUID.self) { return true }
+        return false
+    }
+}
+
+/// An API key as its owner may see it: its first characters, never the secret.
+public struct StoredAPIKey: Sendable, Equatable {
+    public let id: UUID
+    public let name: String
+    public let prefix: String
+    public let createdAt: Date
+    public let revokedAt: Date?
 }
