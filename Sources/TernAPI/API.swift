@@ -74,6 +74,7 @@ public struct API: Sendable {
         }
         addJobRoutes(to: router)
         addKeyRoutes(to: router)
+        addUsageRoutes(to: router)
         WebAssets.add(to: router)
         return router
     }

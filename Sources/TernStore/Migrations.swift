@@ -86,5 +86,14 @@ enum Migrations {
             """,
             "CREATE INDEX chunks_embedding ON chunks USING hnsw (embedding vector_cosine_ops)",
         ]),
+        // Usage belongs to the job, not to the conversation: deleting a chat keeps the bill.
+        (2, "token usage on jobs", [
+            "ALTER TABLE jobs ADD COLUMN prompt_tokens int, ADD COLUMN completion_tokens int",
+            """
+            UPDATE jobs SET prompt_tokens = m.prompt_tokens, completion_tokens = m.completion_tokens
+            FROM messages m WHERE m.job_id = jobs.id AND m.role = 'assistant'
+            """,
+            "CREATE INDEX jobs_user_finished ON jobs (user_id, finished_at) WHERE status = 'completed'",
+        ]),
     ]
 }

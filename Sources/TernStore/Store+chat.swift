@@ -59,7 +59,8 @@ extension Store {
     public func completeChatJob(_ jobID: UUID, answer: String, model: String, usage: TokenUsage) async throws -> Bool {
         try await client.withTransaction(logger: logger) { connection -> Bool in
             let rows = try await connection.query("""
-                UPDATE jobs SET status = 'completed', finished_at = now(), error = NULL
+                UPDATE jobs SET status = 'completed', finished_at = now(), error = NULL,
+                    prompt_tokens = \(usage.promptTokens), completion_tokens = \(usage.completionTokens)
                 WHERE id = \(jobID) AND status <> 'completed'
                 RETURNING conversation_id
                 """, logger: logger)
@@ -105,5 +106,36 @@ extension Store {
             """, logger: logger)
         for try await (status, attempts) in rows.decode((String, Int).self) { return (status, attempts) }
         return nil
+    }
+
+    /// Tokens the user's completed jobs used, per day (UTC) and model, from `since` on.
+    public func usage(of user: UserID, since: Date) async throws -> [UsageRow] {
+        let rows = try await client.query("""
+            SELECT to_char(date_trunc('day', finished_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD'), model, count(*),
+                   coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0)
+            FROM jobs
+            WHERE user_id = \(user.uuid) AND status = 'completed' AND finished_at >= \(since)
+            GROUP BY 1, 2 ORDER BY 1, 2
+            """, logger: logger)
+        var usage: [UsageRow] = []
+        for try await (day, model, requests, prompt, completion) in rows.decode((String, String, Int, Int, Int).self) {
+            usage.append(UsageRow(day: day, model: model, requests: requests, promptTokens: prompt, completionTokens: completion))
+        }
+        return usage
+    }
+}
+
+/// One day's use of one model.
+public struct UsageRow: Sendable, Equatable, Encodable {
+    public let day: String
+    public let model: String
+    public let requests: Int
+    public let promptTokens: Int
+    public let completionTokens: Int
+
+    enum CodingKeys: String, CodingKey {
+        case day, model, requests
+        case promptTokens = "prompt_tokens"
+        case completionTokens = "completion_tokens"
     }
 }
