@@ -75,6 +75,7 @@ public struct API: Sendable {
         addJobRoutes(to: router)
         addKeyRoutes(to: router)
         addUsageRoutes(to: router)
+        addConversationRoutes(to: router)
         WebAssets.add(to: router)
         return router
     }

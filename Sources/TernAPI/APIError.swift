@@ -58,6 +58,8 @@ public struct APIError: Error, HTTPResponseError, Sendable {
 
     static let keyNotFound = APIError(.notFound, code: "key_not_found", message: "No such API key.")
 
+    static let conversationNotFound = APIError(.notFound, code: "conversation_not_found", message: "No such conversation.")
+
     static let unauthorized = APIError(
         .unauthorized, code: "invalid_api_key",
         message: "Missing or invalid API key. Send it as 'Authorization: Bearer <key>'.")

@@ -1,0 +1,90 @@
+import Foundation
+import Hummingbird
+import TernStore
+
+struct ConversationObject: Encodable {
+    struct Message: Encodable {
+        let role: String
+        let content: String
+    }
+
+    let id: String
+    var object = "conversation"
+    let title: String
+    let created_at: Int
+    let updated_at: Int
+    var messages: [Message]?
+
+    init(_ summary: ConversationSummary, messages: [StoredMessage]? = nil) {
+        id = summary.id.uuidString.lowercased()
+        title = summary.title
+        created_at = Int(summary.createdAt.timeIntervalSince1970)
+        updated_at = Int(summary.updatedAt.timeIntervalSince1970)
+        self.messages = messages?.map { Message(role: $0.role, content: $0.content) }
+    }
+}
+
+struct ConversationPage: Encodable {
+    var object = "list"
+    let data: [ConversationObject]
+    let has_more: Bool
+    let last_id: String?
+}
+
+struct ConversationTitle: Decodable {
+    let title: String
+}
+
+extension API {
+    /// Conversations: create, list (paginated: `limit`, `after`), read with messages, rename,
+    /// delete. Only the owner's; another user's is a 404.
+    func addConversationRoutes(to router: Router<BasicRequestContext>) {
+        router.post("/v1/conversations") { request, _ in
+            let user = try await authenticate(request)
+            let title = try validTitle(try await decodeBody(ConversationTitle.self, of: request, what: "conversation"))
+            return try json(ConversationObject(try await store.createConversation(for: user, title: title)), status: .created)
+        }
+        router.get("/v1/conversations") { request, _ in
+            let user = try await authenticate(request)
+            let limit = request.uri.queryParameters.get("limit").map { Int($0) } ?? 20
+            guard let limit, (1...100).contains(limit) else { throw APIError.invalid("limit must be 1 to 100.", param: "limit") }
+            let after = try request.uri.queryParameters.get("after").map { text in
+                guard let id = UUID(uuidString: text) else { throw APIError.invalid("after must be a conversation id.", param: "after") }
+                return id
+            }
+            let page = try await store.conversations(of: user, limit: limit + 1, after: after)
+            let shown = page.prefix(limit).map { ConversationObject($0) }
+            return try json(ConversationPage(data: Array(shown), has_more: page.count > limit, last_id: shown.last?.id))
+        }
+        router.get("/v1/conversations/:id") { request, context in
+            let user = try await authenticate(request)
+            let id = try conversationID(context)
+            guard let summary = try await store.conversation(id, of: user) else { throw APIError.conversationNotFound }
+            return try json(ConversationObject(summary, messages: try await store.messages(conversation: id, user: user)))
+        }
+        router.patch("/v1/conversations/:id") { request, context in
+            let user = try await authenticate(request)
+            let id = try conversationID(context)
+            let title = try validTitle(try await decodeBody(ConversationTitle.self, of: request, what: "conversation"))
+            guard try await store.renameConversation(id, of: user, to: title), let summary = try await store.conversation(id, of: user)
+            else { throw APIError.conversationNotFound }
+            return try json(ConversationObject(summary))
+        }
+        router.delete("/v1/conversations/:id") { request, context in
+            let user = try await authenticate(request)
+            guard try await store.deleteConversation(try conversationID(context), of: user) else { throw APIError.conversationNotFound }
+            return Response(status: .noContent)
+        }
+    }
+
+    private func conversationID(_ context: BasicRequestContext) throws -> UUID {
+        guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)) else { throw APIError.conversationNotFound }
+        return id
+    }
+
+    private func validTitle(_ body: ConversationTitle) throws -> String {
+        let title = body.title.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard title.count <= 200 else { throw APIError.invalid("A title has at most 200 characters.", param: "title") }
+        return title
+    }
+}
