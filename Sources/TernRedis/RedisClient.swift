@@ -184,7 +184,7 @@ public final class RedisClient: Sendable, Service {
         stale.forEach { $0.close() }
     }
 
-    /// Takes one of the `maximumDedicated` places, waiting up to the connect timeout for one.
+    /// Takes one of the `maximumDedicated` places, waiting up to `maximumWait` for one.
     private func reserveDedicated() async throws {
         let id = try state.withLockedValue { state -> Int? in
             if state.isShutdown { throw RedisError(.connectionClosed, "client is shut down") }
@@ -197,7 +197,7 @@ public final class RedisClient: Sendable, Service {
             return state.nextWaiterID
         }
         guard let id else { return }
-        let timeout = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: configuration.connectTimeout) {
+        let timeout = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: TimeAmount(pool.maximumWait)) {
             self.stopWaiting(id, RedisError(.poolExhausted, "all \(self.pool.maximumDedicated) dedicated connections stayed busy"))
         }
         defer { timeout.cancel() }

@@ -41,8 +41,10 @@ public struct RedisConfiguration: Sendable {
         /// round-robin.
         public var pipelinedConnections: Int = 2
         /// Most dedicated connections (blocking commands, WATCH) in use at once; past it callers
-        /// wait up to `connectTimeout` for one, then fail with `poolExhausted`.
+        /// wait up to `maximumWait` for one, then fail with `poolExhausted`.
         public var maximumDedicated: Int = 256
+        /// How long a caller waits for a dedicated connection when all are in use.
+        public var maximumWait: Duration = .seconds(5)
         /// Idle dedicated connections `RedisClient.run()` keeps open and ready.
         public var minimumIdleDedicated: Int = 0
         /// Most idle dedicated connections kept for reuse; any more are closed when returned.

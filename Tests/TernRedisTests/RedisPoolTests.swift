@@ -23,9 +23,9 @@ import TernTestSupport
 
     @Test func aReplyLateBeyondTheTimeoutFailsTheCallerAndReplacesTheConnection() async throws {
         let name = TestServices.uniqueName("late")
-        try await TestServices.withRedis(configure: { $0.commandTimeout = .milliseconds(300); $0.clientName = name }) { (redis: RedisClient) async throws in
+        try await TestServices.withRedis(configure: { $0.commandTimeout = .seconds(1); $0.clientName = name }) { (redis: RedisClient) async throws in
             let key = TestServices.uniqueName("late")
-            // BLPOP holds the reply for 5 s; sent without its blocking time, it is overdue.
+            // BLPOP holds the reply for 5 s; sent without its blocking time, it is overdue after 1 s.
             await expectError(.timedOut) {
                 _ = try await redis.withDedicatedConnection { try await $0.send(RESPCommand("BLPOP", key, 5)) }
             }
@@ -59,7 +59,7 @@ import TernTestSupport
         let name = TestServices.uniqueName("cap")
         let configure = { (configuration: inout RedisConfiguration) in
             configuration.pool.maximumDedicated = 1
-            configuration.connectTimeout = .milliseconds(300)
+            configuration.pool.maximumWait = .milliseconds(300)
             configuration.clientName = name
         }
         try await TestServices.withRedis(configure: configure) { (redis: RedisClient) async throws in

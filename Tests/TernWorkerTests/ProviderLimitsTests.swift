@@ -98,8 +98,9 @@ struct UpstreamStats: Decodable {
         let seen = try #require(try await upstream("/stats"))
         #expect(starts.count == 130)
         #expect(busiestWindow(starts, length: 10_000) <= 100)
-        // At the upstream, arrival times trail the starts by one HTTP round trip, which varies
-        // by a few milliseconds: a window there may catch one call more.
-        #expect(busiestWindow(seen.arrivals_ms, length: 10_000) <= 101)
+        // At the upstream, arrival times trail the starts by one HTTP round trip, whose time
+        // varies with the machine's load: a window there may catch a call or two more (the
+        // queue's own start times above are the exact check).
+        #expect(busiestWindow(seen.arrivals_ms, length: 10_000) <= 102)
     }
 }
