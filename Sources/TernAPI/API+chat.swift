@@ -14,7 +14,9 @@ extension API {
         let user = try await authenticate(request)
         let chat = try await decodeBody(ChatCompletionRequest.self, of: request, what: "chat completion request")
         let (jobID, _) = try await enqueueChat(chat, for: user)
-        logger.info("chat job enqueued", metadata: ["job": "\(jobID)", "user": "\(user)", "stream": "\(chat.stream ?? false)"])
+        logger.info("chat job enqueued", metadata: [
+            "job": "\(jobID)", "user": "\(user)", "end_user": "\(chat.user ?? "")", "stream": "\(chat.stream ?? false)",
+        ])
 
         let completion = CompletionFormat(id: "chatcmpl-\(jobID)", model: chat.model, created: Int(Date().timeIntervalSince1970))
         var headers: HTTPFields = [:]

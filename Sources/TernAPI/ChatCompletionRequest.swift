@@ -50,6 +50,7 @@ struct ChatCompletionRequest: Decodable {
     let stop: Stop?
     let seed: Int?
     let stream_options: StreamOptions?
+    /// The caller's own id for its end user (OpenAI's `user`): logged with the job, for abuse reports.
     let user: String?
 }
 
@@ -70,6 +71,7 @@ extension ChatCompletionRequest {
     /// Checks the request against `limits`; the thrown error names the offending parameter.
     func validated(limits: ChatLimits) throws -> (messages: [ChatMessage], options: GenerationOptions) {
         guard !messages.isEmpty else { throw APIError.invalid("'messages' must contain at least one message.", param: "messages") }
+        if let user, user.utf8.count > 256 { throw APIError.invalid("'user' may hold at most 256 bytes.", param: "user") }
         guard messages.count <= limits.maximumMessages else {
             throw APIError.invalid("'messages' may hold at most \(limits.maximumMessages) messages.", param: "messages")
         }
