@@ -46,6 +46,7 @@ extension API {
 
     /// Validates a chat request, stores its conversation and enqueues its job.
     func enqueueChat(_ chat: ChatCompletionRequest, for user: UserID) async throws -> (JobID, UUID) {
+        if let threshold = configuration.admissionBacklog, try await queue.backlog() >= threshold { throw APIError.queueFull }
         guard configuration.models.contains(chat.model) else {
             throw APIError(.notFound, code: "model_not_found", message: "The model '\(chat.model.prefix(100))' does not exist.", param: "model")
         }
@@ -62,9 +63,7 @@ extension API {
                 lane: .interactive, provider: chat.model, tokens: options.maxTokens ?? 0))
         } catch let error as JobQueueError where error.code == .backlogFull {
             try await store.failJob(jobID.uuid, reason: "the queue was full")
-            var refusal = APIError(.serviceUnavailable, type: "server_error", code: "queue_full", message: "Too many requests are waiting; try again shortly.")
-            refusal.headers[.retryAfter] = "5"
-            throw refusal
+            throw APIError.queueFull
         }
         return (jobID, conversationID)
     }

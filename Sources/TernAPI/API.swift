@@ -33,6 +33,10 @@ public struct API: Sendable {
         public var requestsPerMinutePerUser: Int? = 1200
         /// Requests allowed back to back before the per-minute pace applies.
         public var rateLimitBurst = 60
+        /// Waiting jobs past which new generations are refused at once (503 with `Retry-After`),
+        /// before any work is done for them; other endpoints are not affected. `nil`: no check
+        /// (the queue's own maximum backlog still applies).
+        public var admissionBacklog: Int? = 8_000
         public init() {}
     }
 

@@ -52,6 +52,13 @@ public struct APIError: Error, HTTPResponseError, Sendable {
         APIError(.badRequest, code: "invalid_request", message: message, param: param)
     }
 
+    /// Admission control: the queue is full; the request was refused before any work.
+    static let queueFull: APIError = {
+        var error = APIError(.serviceUnavailable, type: "server_error", code: "queue_full", message: "Too many requests are waiting; try again shortly.")
+        error.headers[.retryAfter] = "5"
+        return error
+    }()
+
     static let cancelled = APIError(.conflict, code: "job_cancelled", message: "The job was cancelled before it finished.")
 
     static let jobNotFound = APIError(.notFound, code: "job_not_found", message: "No such job.")

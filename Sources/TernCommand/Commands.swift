@@ -48,6 +48,8 @@ struct APICommand: AsyncParsableCommand {
         configuration.requestsPerMinutePerKey = perKey > 0 ? perKey : nil
         configuration.requestsPerMinutePerUser = perUser > 0 ? perUser : nil
         configuration.rateLimitBurst = max(1, try environment.int("TERN_RATE_LIMIT_BURST", default: 60))
+        let admission = try environment.int("TERN_ADMISSION_BACKLOG", default: 8_000)
+        configuration.admissionBacklog = admission > 0 ? admission : nil
         let postgres = PostgresClient(configuration: try environment.database, backgroundLogger: logger)
         let redis = RedisClient(configuration: try environment.redis, logger: logger)
         let queue = try environment.queue(redis)

@@ -42,6 +42,8 @@ public protocol JobQueue: Sendable {
     func status(_ id: JobID) async throws -> JobStatus?
     /// Depth per state, oldest ready age, totals and live workers.
     func stats() async throws -> QueueStats
+    /// Jobs waiting to run (ready plus delayed): a cheap check for admission control.
+    func backlog() async throws -> Int
     /// Sets the limits every worker applies to jobs of `provider`.
     func setLimits(_ limits: ProviderLimits, for provider: String) async throws
     /// Announces a live worker and the job types it runs, until `ttl` from now.

@@ -246,6 +246,10 @@ public final class MemoryJobQueue: JobQueue {
         }
     }
 
+    public func backlog() async throws -> Int {
+        state.withLockedValue { Self.readyCount($0) + $0.delayed.count }
+    }
+
     public func setLimits(_ limits: ProviderLimits, for provider: String) async throws {
         state.withLockedValue { $0.limits[provider] = limits }
     }

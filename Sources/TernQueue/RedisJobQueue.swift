@@ -189,6 +189,11 @@ public struct RedisJobQueue: JobQueue {
             totals: totals, liveWorkers: live, handledTypes: types)
     }
 
+    public func backlog() async throws -> Int {
+        let replies = try await client.pipeline([RESPCommand("LLEN", prefix + "backlog"), RESPCommand("ZCARD", prefix + "delayed")])
+        return try replies.reduce(0) { $0 + Int(try $1.get().int ?? 0) }
+    }
+
     public func setLimits(_ limits: ProviderLimits, for provider: String) async throws {
         let key = prefix + "limits"
         let fields: [(String, Int?)] = [

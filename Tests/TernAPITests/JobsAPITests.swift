@@ -86,6 +86,29 @@ import TernTestSupport
         }
     }
 
+    @Test func pastTheAdmissionBacklogGenerationsAreRefusedAtOnceAndOthersGoOn() async throws {
+        try await TestServices.withStore { store in
+            let key = try await store.createAPIKey(for: try await store.ensureUser(email: TestServices.uniqueName("busy") + "@test"), name: "b").secret
+            try await TestServices.withRedis { (redis: RedisClient) async throws in
+                var configuration = API.Configuration()
+                configuration.models = ["test-model"]
+                configuration.admissionBacklog = 2
+                let queue = RedisJobQueue(name: QueueName(TestServices.uniqueName("busy")), client: redis)
+                for _ in 0..<2 { _ = try await queue.enqueue(NewJob(type: "chat", tenant: "someone", payload: "{}")) }
+                let api = API(configuration: configuration, store: store, redis: redis, queue: queue, events: JobEvents(queue: queue), logger: TestServices.logger)
+                try await Application(router: api.router()).test(.router) { client in
+                    try await client.execute(uri: "/v1/jobs", method: .post, headers: headers(key), body: ByteBuffer(string: Self.createBody)) { response in
+                        #expect(response.status == .serviceUnavailable)
+                        #expect(response.headers[.retryAfter] == "5")
+                        #expect((object(response)["error"] as? [String: Any])?["code"] as? String == "queue_full")
+                    }
+                    try await client.execute(uri: "/v1/models", method: .get, headers: headers(key)) { #expect($0.status == .ok) }
+                }
+                #expect(try await queue.backlog() == 2)  // nothing was added
+            }
+        }
+    }
+
     @Test func eventsResumeAfterTheLastEventID() async throws {
         try await withAPI { fixture in
             try await Application(router: fixture.api.router()).test(.router) { client in
