@@ -149,9 +149,14 @@ public final class RedisClient: Sendable, Service {
         let (shared, idle, waiters) = state.withLockedValue { state in
             state.isShutdown = true
             let waiters = state.waiters
+            // A waiter that has not suspended yet learns of the shutdown when it does; one already
+            // granted a place (or failed) keeps its outcome.
             state.waiters = state.waiters.compactMap { waiter in
-                if case .registered = waiter.stage { return (waiter.id, .failed(RedisError(.connectionClosed, "client is shut down"))) }
-                return nil
+                switch waiter.stage {
+                case .registered: (waiter.id, .failed(RedisError(.connectionClosed, "client is shut down")))
+                case .granted, .failed: waiter
+                case .waiting: nil  // resumed with the error below
+                }
             }
             defer { state.shared = state.shared.map { _ in nil }; state.idleDedicated = [] }
             return (state.shared, state.idleDedicated, waiters)
