@@ -72,8 +72,6 @@ public enum JobState: String, Sendable, Codable {
     /// Given up: out of attempts, or failed in a way that must not be retried (dead letter).
     case failed
     case cancelled
-
-    public var isFinal: Bool { self == .completed || self == .failed || self == .cancelled }
 }
 
 /// A job to enqueue.
@@ -110,6 +108,14 @@ public struct NewJob: Sendable {
         self.idempotencyKey = idempotencyKey
         self.provider = provider
         self.tokens = tokens
+    }
+}
+
+extension NewJob {
+    /// Throws `invalidArgument` for a job no queue can hold.
+    func validate() throws {
+        guard maximumAttempts >= 1 else { throw JobQueueError(.invalidArgument, "maximumAttempts must be at least 1") }
+        guard !tenant.isEmpty, !type.isEmpty else { throw JobQueueError(.invalidArgument, "a job needs a type and a tenant") }
     }
 }
 

@@ -1,3 +1,5 @@
+import TernRedis
+
 /// Runs the jobs of one type.
 public protocol JobHandler: Sendable {
     /// Runs one job. Returning completes it (with the tokens it really used, if known: they

@@ -58,8 +58,3 @@ extension JobQueue {
         try await renew([job]).first ?? .lost
     }
 }
-
-extension Duration {
-    /// Whole milliseconds, rounded down.
-    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
-}

@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import TernRedis
 
 /// The queue's rules (leases, attempts, delays, lanes, tenant round-robin, provider limits,
 /// idempotency, backlog limit, cancellation) kept in memory, for unit tests of code that uses a
@@ -54,8 +55,7 @@ public final class MemoryJobQueue: JobQueue {
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     public func enqueue(_ job: NewJob) async throws -> EnqueueResult {
-        guard job.maximumAttempts >= 1 else { throw JobQueueError(.invalidArgument, "maximumAttempts must be at least 1") }
-        guard !job.tenant.isEmpty, !job.type.isEmpty else { throw JobQueueError(.invalidArgument, "a job needs a type and a tenant") }
+        try job.validate()
         let now = Self.now()
         return try state.withLockedValue { state -> EnqueueResult in
             if let key = job.idempotencyKey, let existing = state.idempotency[key] { return .existing(existing) }

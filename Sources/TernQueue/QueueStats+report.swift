@@ -1,4 +1,5 @@
 import Foundation
+import TernRedis
 
 extension QueueStats {
     /// The stats in Prometheus' text format, labelled with the queue's name.

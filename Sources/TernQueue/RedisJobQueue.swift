@@ -63,8 +63,7 @@ public struct RedisJobQueue: JobQueue {
     }
 
     public func enqueue(_ job: NewJob) async throws -> EnqueueResult {
-        guard job.maximumAttempts >= 1 else { throw JobQueueError(.invalidArgument, "maximumAttempts must be at least 1") }
-        guard !job.tenant.isEmpty, !job.type.isEmpty else { throw JobQueueError(.invalidArgument, "a job needs a type and a tenant") }
+        try job.validate()
         return try await enqueues.call(job).get()
     }
 

@@ -107,7 +107,7 @@ extension RedisClient {
     public func streamAutoClaim(
         _ key: String, group: String, consumer: String, minimumIdle: Duration, start: String = "0-0", count: Int = 100
     ) async throws -> (next: String, entries: [StreamEntry], deleted: [String]) {
-        let reply = try await send("XAUTOCLAIM", key, group, consumer, Self.milliseconds(minimumIdle), start, "COUNT", count)
+        let reply = try await send("XAUTOCLAIM", key, group, consumer, minimumIdle.milliseconds, start, "COUNT", count)
         guard let parts = reply.array, parts.count >= 2, let next = parts[0].string else {
             throw RedisError(.unexpectedReply, "XAUTOCLAIM reply has an unexpected shape")
         }
@@ -136,8 +136,9 @@ extension RedisClient {
         }
         return reply.firstStreamEntries.compactMap(StreamEntry.init)
     }
+}
 
-    static func milliseconds(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
-    }
+extension Duration {
+    /// Whole milliseconds, rounded down: the unit of Redis' timeouts and stream ids.
+    public var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
 }
