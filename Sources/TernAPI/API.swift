@@ -109,9 +109,7 @@ public struct API: Sendable {
         guard let token = configuration.metricsToken else {
             throw APIError(.notFound, code: "not_found", message: "Metrics are not enabled (TERN_METRICS_TOKEN).")
         }
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
-              Array(header.dropFirst("Bearer ".count).utf8).constantTimeEquals(Array(token.utf8))
-        else { throw APIError.unauthorized }
+        guard request.carriesBearer(token) else { throw APIError.unauthorized }
         let text = try await queue.stats().prometheusText(queue: queue.name) + (processMetrics?.emitToString() ?? "")
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
@@ -170,10 +168,13 @@ struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-extension Array where Element == UInt8 {
-    /// Compares without an early exit, so the time taken does not reveal how much matched.
-    public func constantTimeEquals(_ other: [UInt8]) -> Bool {
-        guard count == other.count else { return false }
-        return zip(self, other).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+extension Request {
+    /// Whether the request's `Authorization` is `Bearer <token>`, compared without an early exit
+    /// so the time taken does not reveal how much of a guess matched.
+    public func carriesBearer(_ token: String) -> Bool {
+        let given = Array((headers[.authorization] ?? "").utf8)
+        let expected = Array("Bearer \(token)".utf8)
+        guard given.count == expected.count else { return false }
+        return zip(given, expected).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
     }
 }

@@ -21,7 +21,7 @@ enum ProcessMetrics {
     ) -> some ApplicationProtocol {
         let router = Router()
         router.get("/metrics") { request, _ -> Response in
-            if let token, !Array((request.headers[.authorization] ?? "").utf8).constantTimeEquals(Array("Bearer \(token)".utf8)) {
+            if let token, !request.carriesBearer(token) {
                 return Response(status: .unauthorized)
             }
             return Response(
