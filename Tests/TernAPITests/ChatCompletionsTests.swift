@@ -30,9 +30,7 @@ import TernTestSupport
                 configuration.models = ["test-model"]
                 configuration.limits.maximumBodyBytes = 4096
                 configuration.metricsToken = "metrics-secret"
-                let queue = RedisJobQueue(name: QueueName(TestServices.uniqueName("api")), client: redis)
-                let events = JobEvents(queue: queue)
-                let api = API(configuration: configuration, store: store, redis: redis, queue: queue, events: events, logger: TestServices.logger)
+                let (api, queue, events) = testAPI(store, redis, configuration: configuration)
                 try await body(Fixture(api: api, key: key, queue: queue, events: events))
             }
         }

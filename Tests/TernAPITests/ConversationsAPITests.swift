@@ -11,17 +11,12 @@ import TernStore
 import TernTestSupport
 
 @Suite struct ConversationsAPITests {
-    func object(_ response: TestResponse) -> [String: Any] {
-        (try? JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]) ?? [:]
-    }
-
     @Test func conversationsAreCreatedPagedReadRenamedAndDeletedByTheirOwnerOnly() async throws {
         try await TestServices.withStore { store in
             let key = try await store.createAPIKey(for: try await store.ensureUser(email: TestServices.uniqueName("conv") + "@test"), name: "c").secret
             let other = try await store.createAPIKey(for: try await store.ensureUser(email: TestServices.uniqueName("other") + "@test"), name: "o").secret
             try await TestServices.withRedis { (redis: RedisClient) async throws in
-                let queue = RedisJobQueue(name: QueueName(TestServices.uniqueName("conv")), client: redis)
-                let api = API(configuration: .init(), store: store, redis: redis, queue: queue, events: JobEvents(queue: queue), logger: TestServices.logger)
+                let api = testAPI(store, redis).api
                 try await Application(router: api.router()).test(.router) { client in
                     let owner: HTTPFields = [.authorization: "Bearer \(key)", .contentType: "application/json"]
                     var ids: [String] = []

@@ -29,9 +29,7 @@ import TernTestSupport
                 var configuration = API.Configuration()
                 configuration.models = ["test-model"]
                 configuration.heartbeatMilliseconds = 200
-                let queue = RedisJobQueue(name: QueueName(TestServices.uniqueName("jobs")), client: redis)
-                let events = JobEvents(queue: queue)
-                let api = API(configuration: configuration, store: store, redis: redis, queue: queue, events: events, logger: TestServices.logger)
+                let (api, queue, events) = testAPI(store, redis, configuration: configuration)
                 try await body(Fixture(api: api, owner: owner, stranger: stranger, queue: queue, events: events))
             }
         }
@@ -42,10 +40,6 @@ import TernTestSupport
         headers[.authorization] = "Bearer \(key)"
         headers[.contentType] = "application/json"
         return headers
-    }
-
-    func object(_ response: TestResponse) -> [String: Any] {
-        (try? JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]) ?? [:]
     }
 
     static let createBody = #"{"type":"chat.completion","input":{"model":"test-model","messages":[{"role":"user","content":"Hi"}]}}"#
@@ -93,9 +87,8 @@ import TernTestSupport
                 var configuration = API.Configuration()
                 configuration.models = ["test-model"]
                 configuration.admissionBacklog = 2
-                let queue = RedisJobQueue(name: QueueName(TestServices.uniqueName("busy")), client: redis)
+                let (api, queue, _) = testAPI(store, redis, configuration: configuration)
                 for _ in 0..<2 { _ = try await queue.enqueue(NewJob(type: "chat", tenant: "someone", payload: "{}")) }
-                let api = API(configuration: configuration, store: store, redis: redis, queue: queue, events: JobEvents(queue: queue), logger: TestServices.logger)
                 try await Application(router: api.router()).test(.router) { client in
                     try await client.execute(uri: "/v1/jobs", method: .post, headers: headers(key), body: ByteBuffer(string: Self.createBody)) { response in
                         #expect(response.status == .serviceUnavailable)

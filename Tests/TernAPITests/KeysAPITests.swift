@@ -13,19 +13,12 @@ import TernTestSupport
 /// API keys: created (the secret shown once), listed, revoked; a key revoked through one
 /// instance is refused by another on its next request.
 @Suite struct KeysAPITests {
-    func object(_ response: TestResponse) -> [String: Any] {
-        (try? JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]) ?? [:]
-    }
-
     @Test func aKeyRevokedThroughOneInstanceIsRefusedByAnother() async throws {
         try await TestServices.withStore { store in
             let owner = try await store.createAPIKey(for: try await store.ensureUser(email: TestServices.uniqueName("keys") + "@test"), name: "first").secret
             let stranger = try await store.createAPIKey(for: try await store.ensureUser(email: TestServices.uniqueName("other") + "@test"), name: "x").secret
             try await TestServices.withRedis { (redis: RedisClient) async throws in
-                let apis = (0..<2).map { _ in
-                    let queue = RedisJobQueue(name: QueueName(TestServices.uniqueName("keys")), client: redis)
-                    return API(configuration: .init(), store: store, redis: redis, queue: queue, events: JobEvents(queue: queue), logger: TestServices.logger)
-                }
+                let apis = (0..<2).map { _ in testAPI(store, redis).api }
                 try await Application(router: apis[0].router()).test(.router) { one in
                     try await Application(router: apis[1].router()).test(.router) { two in
                         var id = "", secret = ""

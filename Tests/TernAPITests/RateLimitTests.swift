@@ -23,10 +23,7 @@ import TernTestSupport
             // Two instances, each with its own Redis connections.
             try await TestServices.withRedis { (first: RedisClient) async throws in
                 try await TestServices.withRedis { (second: RedisClient) async throws in
-                    let apis = [first, second].map { redis in
-                        let queue = RedisJobQueue(name: QueueName(TestServices.uniqueName("rl")), client: redis)
-                        return API(configuration: configuration, store: store, redis: redis, queue: queue, events: JobEvents(queue: queue), logger: TestServices.logger)
-                    }
+                    let apis = [first, second].map { testAPI(store, $0, configuration: configuration).api }
                     try await Application(router: apis[0].router()).test(.router) { one in
                         try await Application(router: apis[1].router()).test(.router) { two in
                             let start = ContinuousClock.now

@@ -23,8 +23,7 @@ import TernTestSupport
                 try await store.completeChatJob(job, answer: "ok", model: model, usage: TokenUsage(promptTokens: prompt, completionTokens: completion))
             }
             try await TestServices.withRedis { (redis: RedisClient) async throws in
-                let queue = RedisJobQueue(name: QueueName(TestServices.uniqueName("usage")), client: redis)
-                let api = API(configuration: .init(), store: store, redis: redis, queue: queue, events: JobEvents(queue: queue), logger: TestServices.logger)
+                let api = testAPI(store, redis).api
                 try await Application(router: api.router()).test(.router) { client in
                     try await client.execute(uri: "/v1/usage", method: .get, headers: [.authorization: "Bearer \(key)"]) { response in
                         #expect(response.status == .ok)
