@@ -40,13 +40,12 @@ struct RateLimiter: Sendable {
 
     /// KEYS key bucket, user bucket; ARGV interval and burst of each (interval 0: no limit).
     /// Returns {1, 0} when admitted, {0, milliseconds to wait} when not.
-    static let script = RedisScript("""
+    static let script = RedisScript(RedisScript.gcra + """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
         local function check(key, interval, burst)
           if interval <= 0 then return 0, nil end
-          local tat = math.max(tonumber(redis.call('GET', key) or '0'), now)
-          return tat - (burst - 1) * interval - now, tat + interval
+          return gcra(key, interval, burst, now)
         end
         local waitKey, nextKey = check(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
         local waitUser, nextUser = check(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))

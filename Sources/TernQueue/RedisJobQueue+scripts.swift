@@ -24,7 +24,7 @@ import TernRedis
 //   cancel                pub/sub channel: ids of active jobs to stop
 extension RedisJobQueue {
     /// Helpers shared by the scripts.
-    static let prelude = """
+    static let prelude = RedisScript.gcra + """
         local p = KEYS[1]
         -- Numbers given to redis.call are formatted with printf; the hot paths pass strings
         -- (literals in quotes, the clock as text) to spare the server that work.
@@ -185,10 +185,9 @@ extension RedisJobQueue {
           if c[2] then
             local interval = 60000 / tonumber(c[2])
             requestKey = p .. 'rate:' .. provider .. ':requests'
-            local tat = math.max(tonumber(redis.call('GET', requestKey) or '0'), now)
-            local wait = tat - (burst - 1) * interval - now
+            local wait
+            wait, requestNext = gcra(requestKey, interval, burst, now)
             if wait > 0 then return math.ceil(wait) end
-            requestNext = tat + interval
           end
           if c[3] and tokens > 0 then
             tokens = math.min(tokens, tonumber(c[3]))  -- a job larger than the bucket waits for a full one

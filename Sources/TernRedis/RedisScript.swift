@@ -17,6 +17,20 @@ public struct RedisScript: Sendable, Hashable {
     }
 }
 
+extension RedisScript {
+    /// Lua for scripts that pace events (GCRA, the generic cell rate algorithm): `gcra(key,
+    /// interval, burst, now)` returns how many milliseconds an event must still wait (0 or less:
+    /// it may happen now) and the key's next value if it does. Events come at most one per
+    /// `interval` ms, `burst` of them back to back. The caller stores the next value when it admits.
+    public static let gcra = """
+        local function gcra(key, interval, burst, now)
+          local tat = math.max(tonumber(redis.call('GET', key) or '0'), now)
+          return tat - (burst - 1) * interval - now, tat + interval
+        end
+
+        """
+}
+
 extension RedisClient {
     /// Runs a script: EVALSHA, and on NOSCRIPT loads it (SCRIPT LOAD) and retries once.
     @discardableResult
