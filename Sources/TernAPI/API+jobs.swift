@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import TernAI
 import TernQueue
+import TernRedis
 import TernStore
 
 extension UserID {

@@ -1,20 +1,12 @@
 import NIOCore
 import TernRedis
 
-/// One event in a job's event stream.
-public struct JobEvent: Sendable, Hashable {
-    /// The stream entry id; clients resume after it.
-    public let id: String
-    public let fields: [String: String]
+/// One event in a job's event stream: a stream entry, whose id clients resume after.
+public typealias JobEvent = StreamEntry
 
-    public init(id: String, fields: [String: String]) {
-        self.id = id
-        self.fields = fields
-    }
-
+extension StreamEntry {
+    /// The event's type (`queued`, `token`, `completed`, ...).
     public var type: String { fields["type"] ?? "" }
-
-    init(_ entry: StreamEntry) { self.init(id: entry.id, fields: entry.fields) }
 }
 
 /// The per-job event streams of a queue. The queue itself writes `queued` (before the job can
@@ -49,14 +41,14 @@ public struct JobEvents: Sendable {
 
     /// Reads events after `lastID` ("0" for all), waiting up to `block` for new ones.
     public func read(_ job: JobID, after lastID: String, block: Duration, count: Int = 256) async throws -> [JobEvent] {
-        try await client.streamRead(key(job), after: lastID, count: count, block: TimeAmount(block)).map(JobEvent.init)
+        try await client.streamRead(key(job), after: lastID, count: count, block: TimeAmount(block))
     }
 }
 
 extension JobEvents {
     /// Every event of a job so far, without waiting.
     public func all(_ job: JobID) async throws -> [JobEvent] {
-        try await client.streamRange(key(job)).map(JobEvent.init)
+        try await client.streamRange(key(job))
     }
 
 }
