@@ -12,13 +12,22 @@ public struct ChatJob: Codable, Sendable, Equatable {
     public var model: String
     public var messages: [ChatMessage]
     public var options: GenerationOptions
+    /// The caller's token-a-minute buckets (Redis key to tokens a minute) charged for this job,
+    /// and the tokens reserved in them: the worker settles them with the real count.
+    public var tokenBuckets: [String: Int]?
+    public var reservedTokens: Int?
 
-    public init(userID: UUID, conversationID: UUID, model: String, messages: [ChatMessage], options: GenerationOptions) {
+    public init(
+        userID: UUID, conversationID: UUID, model: String, messages: [ChatMessage], options: GenerationOptions,
+        tokenBuckets: [String: Int]? = nil, reservedTokens: Int? = nil
+    ) {
         self.userID = userID
         self.conversationID = conversationID
         self.model = model
         self.messages = messages
         self.options = options
+        self.tokenBuckets = tokenBuckets
+        self.reservedTokens = reservedTokens
     }
 }
 

@@ -11,11 +11,11 @@ extension API {
     /// `POST /v1/chat/completions`: stores the conversation, enqueues a chat job and relays its
     /// events, as Server-Sent Events (`stream: true`) or as one JSON answer.
     func chatCompletions(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        let user = try await authenticate(request)
+        let caller = try await authenticate(request)
         let chat = try await decodeBody(ChatCompletionRequest.self, of: request, what: "chat completion request")
-        let (jobID, _) = try await enqueueChat(chat, for: user)
+        let (jobID, _) = try await enqueueChat(chat, for: caller)
         logger.info("chat job enqueued", metadata: [
-            "job": "\(jobID)", "user": "\(user)", "end_user": "\(chat.user ?? "")", "stream": "\(chat.stream ?? false)",
+            "job": "\(jobID)", "user": "\(caller.user)", "end_user": "\(chat.user ?? "")", "stream": "\(chat.stream ?? false)",
         ])
 
         let completion = CompletionFormat(id: "chatcmpl-\(jobID)", model: chat.model, created: Int(Date().timeIntervalSince1970))
@@ -44,28 +44,58 @@ extension API {
         }
     }
 
-    /// Validates a chat request, stores its conversation and enqueues its job.
-    func enqueueChat(_ chat: ChatCompletionRequest, for user: UserID) async throws -> (JobID, UUID) {
+    /// Validates a chat request, reserves its tokens, stores its conversation and enqueues its job.
+    func enqueueChat(_ chat: ChatCompletionRequest, for caller: Caller) async throws -> (JobID, UUID) {
         if let threshold = configuration.admissionBacklog, try await queue.backlog() >= threshold { throw APIError.queueFull }
         guard configuration.models.contains(chat.model) else {
             throw APIError(.notFound, code: "model_not_found", message: "The model '\(chat.model.prefix(100))' does not exist.", param: "model")
         }
         let (messages, options) = try chat.validated(limits: configuration.limits)
-        let jobID = JobID()
-        let title = String((messages.last { $0.role == "user" }?.content ?? "Chat").prefix(80))
-        let conversationID = try await store.createChat(
-            user: user, jobID: jobID.uuid, model: chat.model, title: title,
-            messages: messages.map { StoredMessage(role: $0.role, content: $0.content) })
-        let job = ChatJob(userID: user.uuid, conversationID: conversationID, model: chat.model, messages: messages, options: options)
+        let user = caller.user
+        // The estimate: about four characters a token, plus the longest answer allowed.
+        let reserved = messages.reduce(0) { $0 + $1.content.utf8.count } / 4 + (options.maxTokens ?? configuration.reservedCompletionTokens)
+        let buckets = tokenBuckets(of: caller)
+        let budget = TokenBudget(redis: redis)
         do {
-            _ = try await queue.enqueue(NewJob(
-                id: jobID, type: ChatJob.type, tenant: user.tenant, payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self),
-                lane: .interactive, provider: chat.model, tokens: options.maxTokens ?? 0))
-        } catch let error as JobQueueError where error.code == .backlogFull {
-            try await store.failJob(jobID.uuid, reason: "the queue was full")
-            throw APIError.queueFull
+            try await budget.reserve(reserved, in: buckets)
+        } catch let refusal as RateLimitRefusal {
+            throw APIError.rateLimited(refusal, unit: "tokens")
         }
-        return (jobID, conversationID)
+        let jobID = JobID()
+        do {
+            let title = String((messages.last { $0.role == "user" }?.content ?? "Chat").prefix(80))
+            let conversationID = try await store.createChat(
+                user: user, jobID: jobID.uuid, model: chat.model, title: title,
+                messages: messages.map { StoredMessage(role: $0.role, content: $0.content) })
+            let job = ChatJob(
+                userID: user.uuid, conversationID: conversationID, model: chat.model, messages: messages, options: options,
+                tokenBuckets: Dictionary(uniqueKeysWithValues: buckets.map { ($0.key, $0.perMinute) }), reservedTokens: reserved)
+            do {
+                _ = try await queue.enqueue(NewJob(
+                    id: jobID, type: ChatJob.type, tenant: user.tenant, payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self),
+                    lane: .interactive, provider: chat.model, tokens: options.maxTokens ?? 0))
+            } catch let error as JobQueueError where error.code == .backlogFull {
+                try await store.failJob(jobID.uuid, reason: "the queue was full")
+                throw APIError.queueFull
+            }
+            return (jobID, conversationID)
+        } catch {
+            // Nothing will run: give the reservation back.
+            try? await budget.settle(reserved: reserved, used: 0, in: buckets)
+            throw error
+        }
+    }
+
+    /// The caller's tokens-a-minute buckets: the key's (if the request used one) and the user's.
+    func tokenBuckets(of caller: Caller) -> [TokenBudget.Bucket] {
+        var buckets: [TokenBudget.Bucket] = []
+        if let key = caller.key, let perMinute = configuration.tokensPerMinutePerKey {
+            buckets.append(.init(key: "tern:tokens:{\(caller.user)}:key:\(key.uuidString.lowercased())", perMinute: perMinute))
+        }
+        if let perMinute = configuration.tokensPerMinutePerUser {
+            buckets.append(.init(key: "tern:tokens:{\(caller.user)}:user", perMinute: perMinute))
+        }
+        return buckets
     }
 
     private func streamResponse(job: JobID, format: CompletionFormat, includeUsage: Bool, headers: HTTPFields) -> Response {

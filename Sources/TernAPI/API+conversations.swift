@@ -40,12 +40,12 @@ extension API {
     /// delete. Only the owner's; another user's is a 404.
     func addConversationRoutes(to router: Router<BasicRequestContext>) {
         router.post("/v1/conversations") { request, _ in
-            let user = try await authenticate(request)
+            let user = try await authenticate(request).user
             let title = try validTitle(try await decodeBody(ConversationTitle.self, of: request, what: "conversation"))
             return try json(ConversationObject(try await store.createConversation(for: user, title: title)), status: .created)
         }
         router.get("/v1/conversations") { request, _ in
-            let user = try await authenticate(request)
+            let user = try await authenticate(request).user
             let limit = request.uri.queryParameters.get("limit").map { Int($0) } ?? 20
             guard let limit, (1...100).contains(limit) else { throw APIError.invalid("limit must be 1 to 100.", param: "limit") }
             let after = try request.uri.queryParameters.get("after").map { text in
@@ -57,13 +57,13 @@ extension API {
             return try json(ConversationPage(data: Array(shown), has_more: page.count > limit, last_id: shown.last?.id))
         }
         router.get("/v1/conversations/:id") { request, context in
-            let user = try await authenticate(request)
+            let user = try await authenticate(request).user
             let id = try conversationID(context)
             guard let summary = try await store.conversation(id, of: user) else { throw APIError.conversationNotFound }
             return try json(ConversationObject(summary, messages: try await store.messages(conversation: id, user: user)))
         }
         router.patch("/v1/conversations/:id") { request, context in
-            let user = try await authenticate(request)
+            let user = try await authenticate(request).user
             let id = try conversationID(context)
             let title = try validTitle(try await decodeBody(ConversationTitle.self, of: request, what: "conversation"))
             guard try await store.renameConversation(id, of: user, to: title), let summary = try await store.conversation(id, of: user)
@@ -71,7 +71,7 @@ extension API {
             return try json(ConversationObject(summary))
         }
         router.delete("/v1/conversations/:id") { request, context in
-            let user = try await authenticate(request)
+            let user = try await authenticate(request).user
             guard try await store.deleteConversation(try conversationID(context), of: user) else { throw APIError.conversationNotFound }
             return Response(status: .noContent)
         }

@@ -59,31 +59,31 @@ extension API {
     func addJobRoutes(to router: Router<BasicRequestContext>) {
         router.post("/v1/jobs") { request, _ in try await createJob(request) }
         router.get("/v1/jobs/:id") { request, context in
-            let user = try await authenticate(request)
+            let user = try await authenticate(request).user
             return try json(JobObject(try await ownedJob(context, user)))
         }
         router.post("/v1/jobs/:id/cancel") { request, context in
-            let user = try await authenticate(request)
+            let user = try await authenticate(request).user
             let job = try await ownedJob(context, user)
             _ = try await queue.cancel(job.id)
             logger.info("job cancel requested", metadata: ["job": "\(job.id)", "user": "\(user)"])
             return try json(JobObject(try await ownedJob(context, user)))
         }
         router.get("/v1/jobs/:id/events") { request, context in
-            let user = try await authenticate(request)
+            let user = try await authenticate(request).user
             let job = try await ownedJob(context, user)
             return try jobEvents(job.id, after: try lastEventID(request))
         }
     }
 
     private func createJob(_ request: Request) async throws -> Response {
-        let user = try await authenticate(request)
+        let caller = try await authenticate(request)
         let body = try await decodeBody(CreateJobRequest.self, of: request, what: "job")
         guard body.type == "chat.completion" else {
             throw APIError.invalid("Unknown job type '\(body.type.prefix(100))'; the one type is 'chat.completion'.", param: "type")
         }
-        let (id, _) = try await enqueueChat(body.input, for: user)
-        logger.info("job enqueued", metadata: ["job": "\(id)", "user": "\(user)"])
+        let (id, _) = try await enqueueChat(body.input, for: caller)
+        logger.info("job enqueued", metadata: ["job": "\(id)", "user": "\(caller.user)"])
         guard let status = try await queue.status(id) else { throw APIError.jobNotFound }
         return try json(JobObject(status), status: .accepted, headers: [.location: "/v1/jobs/\(id)"])
     }

@@ -36,7 +36,7 @@ extension API {
     /// `POST /v1/keys` (the secret is shown once), `GET /v1/keys`, `DELETE /v1/keys/{id}`.
     func addKeyRoutes(to router: Router<BasicRequestContext>) {
         router.post("/v1/keys") { request, _ in
-            let user = try await authenticate(request)
+            let user = try await authenticate(request).user
             let body = try await decodeBody(CreateKeyRequest.self, of: request, what: "key request")
             let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
             guard (1...100).contains(name.count) else { throw APIError.invalid("A key needs a name of 1 to 100 characters.", param: "name") }
@@ -46,11 +46,11 @@ extension API {
             return try json(KeyObject(stored, secret: created.secret), status: .created)
         }
         router.get("/v1/keys") { request, _ in
-            let user = try await authenticate(request)
+            let user = try await authenticate(request).user
             return try json(KeyList(data: try await store.apiKeys(of: user).map { KeyObject($0) }))
         }
         router.delete("/v1/keys/:id") { request, context in
-            let user = try await authenticate(request)
+            let user = try await authenticate(request).user
             guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)),
                   try await store.revokeAPIKey(id, of: user),
                   let stored = try await store.apiKeys(of: user).first(where: { $0.id == id })

@@ -11,7 +11,7 @@ extension API {
     /// `GET /v1/usage?days=N`: the caller's tokens per day (UTC) and model, the last N days (30).
     func addUsageRoutes(to router: Router<BasicRequestContext>) {
         router.get("/v1/usage") { request, _ in
-            let user = try await authenticate(request)
+            let user = try await authenticate(request).user
             let days = request.uri.queryParameters.get("days").map { Int($0) } ?? 30
             guard let days, (1...366).contains(days) else { throw APIError.invalid("days must be 1 to 366.", param: "days") }
             let since = Date(timeIntervalSinceNow: -Double(days) * 86400)

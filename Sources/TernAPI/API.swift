@@ -31,12 +31,29 @@ public struct API: Sendable {
         public var requestsPerMinutePerKey: Int? = 600
         /// Requests a minute one user may make with all their keys; `nil`: no limit.
         public var requestsPerMinutePerUser: Int? = 1200
+        /// Tokens (prompt and answer) a minute one API key may use, across all API instances;
+        /// `nil`: no limit. A request reserves its estimate; the worker settles the real count.
+        public var tokensPerMinutePerKey: Int? = 200_000
+        /// Tokens a minute one user may use with all their keys and sessions; `nil`: no limit.
+        public var tokensPerMinutePerUser: Int? = 400_000
+        /// Answer tokens reserved for a request that sets no `max_tokens`.
+        public var reservedCompletionTokens = 256
         /// Requests allowed back to back before the per-minute pace applies.
         public var rateLimitBurst = 60
         /// Waiting jobs past which new generations are refused at once (503 with `Retry-After`),
         /// before any work is done for them; other endpoints are not affected. `nil`: no check
         /// (the queue's own maximum backlog still applies).
         public var admissionBacklog: Int? = 8_000
+        /// bcrypt's cost factor for new passwords (each step doubles the work).
+        public var bcryptCost: UInt8 = 12
+        /// How long a browser session lasts, in seconds.
+        public var sessionLifetimeSeconds = 7 * 86400
+        /// Whether session cookies are `Secure` (sent over HTTPS only): on behind TLS.
+        public var secureCookies = false
+        /// Failed log-ins after which an account refuses log-ins for the rest of the window.
+        public var maximumLoginFailures = 10
+        /// The window of failed log-ins, in seconds from the first failure.
+        public var loginLockoutSeconds = 900
         public init() {}
     }
 
@@ -76,6 +93,7 @@ public struct API: Sendable {
         router.post("/v1/chat/completions") { request, context in
             try await chatCompletions(request, context: context)
         }
+        addAccountRoutes(to: router)
         addJobRoutes(to: router)
         addKeyRoutes(to: router)
         addUsageRoutes(to: router)
@@ -115,30 +133,43 @@ public struct API: Sendable {
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
-    /// The caller's user, from the API key; counts the request against the key's and the
-    /// user's rate limits (a 429 with `Retry-After` past them).
-    func authenticate(_ request: Request) async throws -> UserID {
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { throw APIError.unauthorized }
-        let secret = String(header.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
-        guard let key = try await store.apiKey(secret) else { throw APIError.unauthorized }
+    /// Who is calling, from an API key (`Authorization: Bearer`) or a session cookie, whose
+    /// writes must carry the session's CSRF token (`X-CSRF-Token`). Counts the request against
+    /// the key's and the user's rate limits (a 429 with `Retry-After` past them).
+    func authenticate(_ request: Request) async throws -> Caller {
+        let caller: Caller
+        if let header = request.headers[.authorization] {
+            guard header.hasPrefix("Bearer ") else { throw APIError.unauthorized }
+            let secret = String(header.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
+            guard let key = try await store.apiKey(secret) else { throw APIError.unauthorized }
+            caller = Caller(user: key.user, key: key.id)
+        } else if let token = request.cookies[SessionStore.cookieName]?.value, let session = try await sessions.find(token) {
+            if ![.get, .head].contains(request.method) {
+                guard let given = request.headers[.init("X-CSRF-Token")!], constantTimeEqual(given, session.csrfToken) else {
+                    throw APIError(.forbidden, code: "csrf_token_invalid", message: "Send the session's CSRF token as 'X-CSRF-Token'.")
+                }
+            }
+            caller = Caller(user: session.user, key: nil)
+        } else {
+            throw APIError.unauthorized
+        }
         let limiter = RateLimiter(
             redis: redis,
             perKey: .init(perMinute: configuration.requestsPerMinutePerKey, burst: configuration.rateLimitBurst),
             perUser: .init(perMinute: configuration.requestsPerMinutePerUser, burst: configuration.rateLimitBurst))
         do {
-            try await limiter.admit(key: key.id, user: key.user.tenant)
-        } catch let refusal as RateLimiter.Refusal {
-            let seconds = max(1, Int((Double(refusal.retryAfter.components.seconds) + Double(refusal.retryAfter.components.attoseconds) / 1e18).rounded(.up)))
-            var error = APIError(.tooManyRequests, type: "requests", code: "rate_limit_exceeded",
-                                 message: "Rate limit of \(refusal.limit) requests a minute reached; retry after \(seconds) s.")
-            error.headers[.retryAfter] = String(seconds)
-            error.headers[.init("RateLimit-Limit")!] = String(refusal.limit)
-            error.headers[.init("RateLimit-Remaining")!] = "0"
-            error.headers[.init("RateLimit-Reset")!] = String(seconds)
-            throw error
+            try await limiter.admit(key: caller.key, user: caller.user.tenant)
+        } catch let refusal as RateLimitRefusal {
+            throw APIError.rateLimited(refusal, unit: "requests")
         }
-        return key.user
+        return caller
     }
+}
+
+/// Who made a request: the user, and the API key if one was used (not for a browser session).
+struct Caller: Sendable {
+    let user: UserID
+    let key: UUID?
 }
 
 struct ModelList: Encodable {
@@ -172,9 +203,13 @@ extension Request {
     /// Whether the request's `Authorization` is `Bearer <token>`, compared without an early exit
     /// so the time taken does not reveal how much of a guess matched.
     public func carriesBearer(_ token: String) -> Bool {
-        let given = Array((headers[.authorization] ?? "").utf8)
-        let expected = Array("Bearer \(token)".utf8)
-        guard given.count == expected.count else { return false }
-        return zip(given, expected).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+        constantTimeEqual(headers[.authorization] ?? "", "Bearer \(token)")
     }
+}
+
+/// Whether two secrets are equal, compared without an early exit.
+func constantTimeEqual(_ given: String, _ expected: String) -> Bool {
+    let given = Array(given.utf8), expected = Array(expected.utf8)
+    guard given.count == expected.count else { return false }
+    return zip(given, expected).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
 }

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import TernQueue
 
 /// A deliberate error answer, in OpenAI's error format:
 /// `{"error": {"message", "type", "param", "code"}}`, with a stable `code`.
@@ -58,6 +59,18 @@ public struct APIError: Error, HTTPResponseError, Sendable {
         error.headers[.retryAfter] = "5"
         return error
     }()
+
+    /// A 429 for a refused rate limit, with `Retry-After` and the `RateLimit-*` headers.
+    static func rateLimited(_ refusal: RateLimitRefusal, unit: String) -> APIError {
+        let seconds = max(1, Int((Double(refusal.retryAfter.components.seconds) + Double(refusal.retryAfter.components.attoseconds) / 1e18).rounded(.up)))
+        var error = APIError(.tooManyRequests, type: unit, code: unit == "tokens" ? "tokens_rate_limit_exceeded" : "rate_limit_exceeded",
+                             message: "Rate limit of \(refusal.limit) \(unit) a minute reached; retry after \(seconds) s.")
+        error.headers[.retryAfter] = String(seconds)
+        error.headers[.init("RateLimit-Limit")!] = String(refusal.limit)
+        error.headers[.init("RateLimit-Remaining")!] = "0"
+        error.headers[.init("RateLimit-Reset")!] = String(seconds)
+        return error
+    }
 
     static let cancelled = APIError(.conflict, code: "job_cancelled", message: "The job was cancelled before it finished.")
 

@@ -1,4 +1,5 @@
 import Foundation
+import TernQueue
 import TernRedis
 
 /// Requests per minute per API key and per user, shared by every API instance: one Lua script
@@ -13,28 +14,24 @@ struct RateLimiter: Sendable {
         var burst: Int
     }
 
-    /// The answer when a request is refused.
-    struct Refusal: Error {
-        let limit: Int
-        let retryAfter: Duration
-    }
-
     let redis: RedisClient
     let perKey: Policy
     let perUser: Policy
 
-    /// Records one request of `key` (of `user`), or throws `Refusal`.
-    func admit(key: UUID, user: String) async throws {
+    /// Records one request of `key` (of `user`; `nil` for a browser session, which has only the
+    /// user's limit), or throws `RateLimitRefusal`.
+    func admit(key: UUID?, user: String) async throws {
         func interval(_ policy: Policy) -> Double { policy.perMinute.map { 60000 / Double(max(1, $0)) } ?? 0 }
-        guard perKey.perMinute != nil || perUser.perMinute != nil else { return }
+        let keyInterval = key == nil ? 0 : interval(perKey)
+        guard keyInterval > 0 || perUser.perMinute != nil else { return }
         let reply = try await redis.run(
-            Self.script, keys: ["tern:rate:{\(user)}:key:\(key.uuidString.lowercased())", "tern:rate:{\(user)}:user"],
-            arguments: [interval(perKey), max(1, perKey.burst), interval(perUser), max(1, perUser.burst)])
+            Self.script, keys: ["tern:rate:{\(user)}:key:\(key?.uuidString.lowercased() ?? "none")", "tern:rate:{\(user)}:user"],
+            arguments: [keyInterval, max(1, perKey.burst), interval(perUser), max(1, perUser.burst)])
         guard let values = reply.array, values.count == 2, let wait = values[1].int else {
             throw RedisError(.unexpectedReply, "rate limit returned an unexpected reply")
         }
         if values[0].int == 0 {
-            throw Refusal(limit: perKey.perMinute ?? perUser.perMinute ?? 0, retryAfter: .milliseconds(wait))
+            throw RateLimitRefusal(limit: (keyInterval > 0 ? perKey.perMinute : nil) ?? perUser.perMinute ?? 0, retryAfter: .milliseconds(wait))
         }
     }
 

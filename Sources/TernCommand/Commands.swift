@@ -48,6 +48,12 @@ struct APICommand: AsyncParsableCommand {
         configuration.requestsPerMinutePerKey = perKey > 0 ? perKey : nil
         configuration.requestsPerMinutePerUser = perUser > 0 ? perUser : nil
         configuration.rateLimitBurst = max(1, try environment.int("TERN_RATE_LIMIT_BURST", default: 60))
+        let tokensPerKey = try environment.int("TERN_RATE_LIMIT_KEY_TPM", default: 200_000)
+        let tokensPerUser = try environment.int("TERN_RATE_LIMIT_USER_TPM", default: 400_000)
+        configuration.tokensPerMinutePerKey = tokensPerKey > 0 ? tokensPerKey : nil
+        configuration.tokensPerMinutePerUser = tokensPerUser > 0 ? tokensPerUser : nil
+        configuration.bcryptCost = UInt8(clamping: max(4, min(31, try environment.int("TERN_BCRYPT_COST", default: 12))))
+        configuration.secureCookies = environment["TERN_SECURE_COOKIES"] == "1"
         let admission = try environment.int("TERN_ADMISSION_BACKLOG", default: 8_000)
         configuration.admissionBacklog = admission > 0 ? admission : nil
         let postgres = PostgresClient(configuration: try environment.database, backgroundLogger: logger)
@@ -81,7 +87,7 @@ struct WorkerCommand: AsyncParsableCommand {
         try await queue.setLimits(try environment.providerLimits, for: environment.model)
         let chat = ChatJobHandler(
             events: JobEvents(queue: queue), store: Store(client: postgres, logger: logger),
-            provider: OpenAIProvider(configuration: environment.provider), logger: logger)
+            provider: OpenAIProvider(configuration: environment.provider), budget: TokenBudget(redis: redis), logger: logger)
         let worker = JobWorker(configuration: configuration, queue: queue, handlers: [ChatJob.type: chat], logger: logger)
         var services: [any Service] = [postgres, redis, worker]
         let metricsPort = try environment.int("TERN_WORKER_METRICS_PORT", default: 0)

@@ -27,11 +27,29 @@ extension Store {
         throw StoreError(.notFound, "user could not be created")
     }
 
+    /// Creates a user who signs in with a password (`passwordHash` is its bcrypt hash);
+    /// `nil` if the e-mail is taken.
+    public func createUser(email: String, passwordHash: String) async throws -> UserID? {
+        let rows = try await client.query("""
+            INSERT INTO users (id, email, password_hash) VALUES (\(UUID()), \(email), \(passwordHash))
+            ON CONFLICT (email) DO NOTHING
+            RETURNING id
+            """, logger: logger)
+        for try await id in rows.decode(UUID.self) { return UserID(id) }
+        return nil
+    }
+
+    /// The user with this e-mail and their password hash (`nil` for a user without a password),
+    /// or `nil` if there is no such user.
+    public func credentials(email: String) async throws -> (user: UserID, passwordHash: String?)? {
+        let rows = try await client.query("SELECT id, password_hash FROM users WHERE email = \(email)", logger: logger)
+        for try await (id, hash) in rows.decode((UUID, String?).self) { return (UserID(id), hash) }
+        return nil
+    }
+
     /// Creates an API key for a user. Only its SHA-256 hash is stored.
     public func createAPIKey(for user: UserID, name: String) async throws -> CreatedAPIKey {
-        var random = SystemRandomNumberGenerator()
-        let secretBytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &random) }
-        let secret = "tern_" + secretBytes.map { String(format: "%02x", $0) }.joined()
+        let secret = "tern_" + randomToken()
         let id = UUID()
         try await client.query("""
             INSERT INTO api_keys (id, user_id, name, prefix, key_hash)
@@ -90,4 +108,29 @@ public struct StoredAPIKey: Sendable, Equatable {
     public let prefix: String
     public let createdAt: Date
     public let revokedAt: Date?
+}
+
+/// A secret of 32 random bytes (256 bits) in hexadecimal, for keys, sessions and CSRF tokens.
+public func randomToken() -> String {
+    var random = SystemRandomNumberGenerator()
+    return hexadecimal((0..<32).map { _ in UInt8.random(in: 0...255, using: &random) })
+}
+
+/// The SHA-256 of a text, in hexadecimal: how secrets are named where they are stored.
+public func sha256Hex(_ text: String) -> String {
+    hexadecimal(Array(SHA256.hash(data: Array(text.utf8))))
+}
+
+private func hexadecimal(_ bytes: [UInt8]) -> String {
+    let digits = Array("0123456789abcdef".utf8)
+    return String(decoding: bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0x0F)]] }, as: UTF8.self)
+}
+
+extension Store {
+    /// The user's e-mail, or `nil` if there is no such user.
+    public func email(of user: UserID) async throws -> String? {
+        let rows = try await client.query("SELECT email FROM users WHERE id = \(user.uuid)", logger: logger)
+        for try await email in rows.decode(String.self) { return email }
+        return nil
+    }
 }

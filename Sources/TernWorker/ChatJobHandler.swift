@@ -14,12 +14,15 @@ public struct ChatJobHandler: JobHandler {
     let events: JobEvents
     let store: Store
     let provider: OpenAIProvider
+    /// Where the callers' tokens-a-minute reservations are settled.
+    let budget: TokenBudget
     let logger: Logger
 
-    public init(events: JobEvents, store: Store, provider: OpenAIProvider, logger: Logger) {
+    public init(events: JobEvents, store: Store, provider: OpenAIProvider, budget: TokenBudget, logger: Logger) {
         self.events = events
         self.store = store
         self.provider = provider
+        self.budget = budget
         self.logger = logger
     }
 
@@ -28,6 +31,18 @@ public struct ChatJobHandler: JobHandler {
         logger[metadataKey: "job"] = "\(job.id)"
         logger[metadataKey: "attempt"] = "\(job.attempt)"
         return try await generate(job, logger: logger)
+    }
+
+    /// Settles the caller's token reservation with the tokens used, once per job.
+    private func settle(_ chat: ChatJob, job: JobID, used: Int, logger: Logger) async {
+        guard let buckets = chat.tokenBuckets, let reserved = chat.reservedTokens else { return }
+        do {
+            try await budget.settle(
+                reserved: reserved, used: used, in: buckets.map { TokenBudget.Bucket(key: $0.key, perMinute: $0.value) }.sorted { $0.key < $1.key },
+                once: job.rawValue)
+        } catch {
+            logger.warning("token reservation not settled", metadata: ["error": "\(error)"])
+        }
     }
 
     private func generate(_ job: ClaimedJob, logger: Logger) async throws -> JobOutcome {
@@ -40,6 +55,7 @@ public struct ChatJobHandler: JobHandler {
         if let usage = earlier.lazy.compactMap(\.usage).first {
             // An earlier attempt finished but died before acknowledging: finish the bookkeeping.
             try await store.completeChatJob(job.id.uuid, answer: streamedSoFar, model: chat.model, usage: usage)
+            await settle(chat, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
             return JobOutcome(tokens: usage.promptTokens + usage.completionTokens)
         }
         try await store.startJob(job.id.uuid, attempt: job.attempt)
@@ -74,16 +90,21 @@ public struct ChatJobHandler: JobHandler {
                 }
             }
         } catch is Diverged {
+            await settle(chat, job: job.id, used: completionPieces, logger: logger)
             throw try await fail(job, code: "interrupted", message: "the model was interrupted mid-answer and could not resume it", logger: logger)
         } catch let error as ProviderError {
             logger.warning("model call failed", metadata: ["error": "\(error.message)"])
+            await settle(chat, job: job.id, used: completionPieces, logger: logger)
             throw try await fail(job, code: "upstream_error", message: error.publicMessage, logger: logger)
         }
+        // A cancelled job (or one released by a stopping worker) keeps its reservation: it may
+        // run again, and a reservation lasts a minute at most.
         // The event first: if the worker dies before storing, the next attempt finds `done` and
         // stores what was streamed, rather than generating (and perhaps diverging) again.
         let usage = TokenUsage(promptTokens: finish.promptTokens, completionTokens: finish.completionTokens)
         try await events.append(job.id, ChatEvent.done(finishReason: finish.reason, promptTokens: usage.promptTokens, completionTokens: usage.completionTokens).fields)
         try await store.completeChatJob(job.id.uuid, answer: answer, model: chat.model, usage: usage)
+        await settle(chat, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
         logger.info("chat job completed", metadata: ["completion_tokens": "\(usage.completionTokens)"])
         return JobOutcome(tokens: usage.promptTokens + usage.completionTokens)
     }

@@ -52,4 +52,36 @@ import TernTestSupport
             }
         }
     }
+
+    @Test func aKeysTokensAMinuteAreReservedAcrossInstances() async throws {
+        try await TestServices.withStore { store in
+            let user = try await store.ensureUser(email: TestServices.uniqueName("tokens") + "@test")
+            let key = try await store.createAPIKey(for: user, name: "tokens").secret
+            var configuration = API.Configuration()
+            configuration.tokensPerMinutePerKey = 1000
+            try await TestServices.withRedis { (redis: RedisClient) async throws in
+                let apis = (0..<2).map { _ in testAPI(store, redis, configuration: configuration).api }
+                let job = ByteBuffer(string: #"{"type":"chat.completion","input":{"model":"smollm2-135m","max_tokens":400,"messages":[{"role":"user","content":"Hi"}]}}"#)
+                let headers: HTTPFields = [.authorization: "Bearer \(key)", .contentType: "application/json"]
+                try await Application(router: apis[0].router()).test(.router) { one in
+                    try await Application(router: apis[1].router()).test(.router) { two in
+                        // Two jobs of about 400 tokens fit in 1000 a minute; the third does not.
+                        try await one.execute(uri: "/v1/jobs", method: .post, headers: headers, body: job) { #expect($0.status == .accepted) }
+                        try await two.execute(uri: "/v1/jobs", method: .post, headers: headers, body: job) { #expect($0.status == .accepted) }
+                        try await one.execute(uri: "/v1/jobs", method: .post, headers: headers, body: job) { response in
+                            #expect(response.status == .tooManyRequests)
+                            #expect(Int(response.headers[.retryAfter] ?? "") ?? 0 >= 1)
+                            #expect(response.headers[HTTPField.Name("RateLimit-Limit")!] == "1000")
+                            let error = object(response)["error"] as? [String: Any]
+                            #expect(error?["code"] as? String == "tokens_rate_limit_exceeded")
+                            #expect(error?["type"] as? String == "tokens")
+                        }
+                        // A refused request reserved nothing: a small one still fits.
+                        let small = ByteBuffer(string: #"{"type":"chat.completion","input":{"model":"smollm2-135m","max_tokens":100,"messages":[{"role":"user","content":"Hi"}]}}"#)
+                        try await two.execute(uri: "/v1/jobs", method: .post, headers: headers, body: small) { #expect($0.status == .accepted) }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -19,7 +19,12 @@ import TernTestSupport
                 let jobID = JobID()
                 let messages = [ChatMessage(role: "user", content: "Say something")]
                 let conversation = try await store.createChat(user: user, jobID: jobID.uuid, model: "mock", title: "t", messages: messages.map { StoredMessage(role: $0.role, content: $0.content) })
-                let job = ChatJob(userID: user.uuid, conversationID: conversation, model: "mock", messages: messages, options: GenerationOptions(maxTokens: 5))
+                // The API reserved 900 of the caller's 1000 tokens a minute; the worker settles the real count.
+                let bucket = TokenBudget.Bucket(key: "\(TestServices.uniqueName("tokens")):{\(user)}:key", perMinute: 1000)
+                try await TokenBudget(redis: redis).reserve(900, in: [bucket])
+                let job = ChatJob(
+                    userID: user.uuid, conversationID: conversation, model: "mock", messages: messages, options: GenerationOptions(maxTokens: 5),
+                    tokenBuckets: [bucket.key: bucket.perMinute], reservedTokens: 900)
                 try await prepareEvents(events, jobID)
                 _ = try await queue.enqueue(NewJob(
                     id: jobID, type: ChatJob.type, tenant: "\(user)", payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self)))
@@ -29,7 +34,7 @@ import TernTestSupport
                 configuration.idleWait = .milliseconds(200)
                 let handler = ChatJobHandler(
                     events: events, store: store, provider: OpenAIProvider(configuration: .init(baseURL: TestServices.llmURL, model: "mock")),
-                    logger: TestServices.logger)
+                    budget: TokenBudget(redis: redis), logger: TestServices.logger)
                 let worker = JobWorker(configuration: configuration, queue: queue, handlers: [ChatJob.type: handler], logger: TestServices.logger)
                 // The worker runs until the job is finished, stored and acknowledged.
                 let finished = try await withThrowingTaskGroup(of: Void.self) { group in
@@ -42,6 +47,8 @@ import TernTestSupport
                     }
                 }
                 #expect(finished)
+                // Settled: the few tokens used leave room for another 900.
+                try await TokenBudget(redis: redis).reserve(900, in: [bucket])
                 let tokens = try await events.all(jobID).compactMap { $0.type == "token" ? $0.fields["text"] : nil }
                 #expect(try await events.all(jobID).map(\.type).suffix(2) == ["done", "completed"])
                 let stored = try await store.messages(conversation: conversation, user: user)

@@ -1,0 +1,137 @@
+import Foundation
+import Hummingbird
+import HummingbirdBcrypt
+import Logging
+import NIOPosix
+import TernRedis
+import TernStore
+
+/// The body of sign-up and log-in.
+struct CredentialsRequest: Decodable {
+    let email: String
+    let password: String
+}
+
+/// A signed-in session as the accounts API shows it (never the session token: that is in the
+/// HttpOnly cookie).
+struct SessionObject: Encodable {
+    struct User: Encodable {
+        let id: String
+        let email: String
+    }
+    var object = "session"
+    let user: User
+    /// Send it as `X-CSRF-Token` with every cookie-authenticated write.
+    let csrf_token: String
+}
+
+extension API {
+    /// Accounts: `POST /v1/auth/signup`, `POST /v1/auth/login`, `POST /v1/auth/logout`,
+    /// `GET /v1/auth/session`. Passwords are bcrypt-hashed off the event loops.
+    func addAccountRoutes(to router: Router<BasicRequestContext>) {
+        router.post("/v1/auth/signup") { request, _ in
+            let (email, password) = try await credentials(request, checkStrength: true)
+            let hash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(password, cost: configuration.bcryptCost) }
+            guard let user = try await store.createUser(email: email, passwordHash: hash) else {
+                throw APIError(.conflict, code: "email_taken", message: "An account with this e-mail already exists.", param: "email")
+            }
+            logger.info("account created", metadata: ["user": "\(user)"])
+            return try await startSession(user, email: email, status: .created)
+        }
+        router.post("/v1/auth/login") { request, _ in
+            let (email, password) = try await credentials(request, checkStrength: false)
+            let failures = LoginFailures(redis: redis, email: email, lockout: configuration.loginLockoutSeconds)
+            if try await failures.count() >= configuration.maximumLoginFailures {
+                var error = APIError(.tooManyRequests, type: "requests", code: "too_many_login_attempts",
+                                     message: "Too many failed log-ins for this account; try again later.")
+                error.headers[.retryAfter] = String(try await failures.secondsLeft())
+                throw error
+            }
+            let account = try await store.credentials(email: email)
+            // An unknown e-mail costs a hash too, so timing does not tell which accounts exist.
+            let matches = try await NIOThreadPool.singleton.runIfActive {
+                guard let hash = account?.passwordHash else {
+                    _ = Bcrypt.hash(password, cost: configuration.bcryptCost)
+                    return false
+                }
+                return Bcrypt.verify(password, hash: hash)
+            }
+            guard matches, let user = account?.user else {
+                try await failures.record()
+                logger.info("log-in refused")
+                throw APIError(.unauthorized, code: "invalid_credentials", message: "Wrong e-mail or password.")
+            }
+            try await failures.clear()
+            logger.info("logged in", metadata: ["user": "\(user)"])
+            return try await startSession(user, email: email, status: .ok)
+        }
+        router.post("/v1/auth/logout") { request, _ in
+            _ = try await authenticate(request)
+            if let token = request.cookies[SessionStore.cookieName]?.value { try await sessions.delete(token) }
+            var response = Response(status: .noContent)
+            response.setCookie(sessionCookie("", maxAge: 0))
+            return response
+        }
+        router.get("/v1/auth/session") { request, _ in
+            guard let token = request.cookies[SessionStore.cookieName]?.value, let session = try await sessions.find(token),
+                  let email = try await store.email(of: session.user)
+            else { throw APIError(.unauthorized, code: "not_signed_in", message: "Not signed in.") }
+            return try json(SessionObject(user: .init(id: "\(session.user)", email: email), csrf_token: session.csrfToken))
+        }
+    }
+
+    var sessions: SessionStore { SessionStore(redis: redis, lifetime: configuration.sessionLifetimeSeconds) }
+
+    /// The e-mail (trimmed, lower-cased) and password of a sign-up or log-in, checked.
+    private func credentials(_ request: Request, checkStrength: Bool) async throws -> (String, String) {
+        let body = try await decodeBody(CredentialsRequest.self, of: request, what: "credentials object")
+        let email = body.email.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        let parts = email.split(separator: "@", omittingEmptySubsequences: false)
+        guard email.utf8.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[1].contains("."),
+              !email.contains(where: { $0.isWhitespace })
+        else { throw APIError.invalid("'email' must be an e-mail address.", param: "email") }
+        // bcrypt reads at most 72 bytes; a longer password would be silently cut.
+        guard body.password.utf8.count <= 72 else { throw APIError.invalid("'password' may hold at most 72 bytes.", param: "password") }
+        if checkStrength, body.password.count < 8 {
+            throw APIError.invalid("'password' must hold at least 8 characters.", param: "password")
+        }
+        return (email, body.password)
+    }
+
+    private func startSession(_ user: UserID, email: String, status: HTTPResponse.Status) async throws -> Response {
+        let (token, session) = try await sessions.create(for: user)
+        var response = try json(SessionObject(user: .init(id: "\(user)", email: email), csrf_token: session.csrfToken), status: status)
+        response.setCookie(sessionCookie(token, maxAge: configuration.sessionLifetimeSeconds))
+        return response
+    }
+
+    private func sessionCookie(_ value: String, maxAge: Int) -> Cookie {
+        Cookie(name: SessionStore.cookieName, value: value, maxAge: maxAge, path: "/",
+               secure: configuration.secureCookies, httpOnly: true, sameSite: .lax)
+    }
+}
+
+/// Failed log-ins per account in a window, in Redis so every API instance counts together.
+struct LoginFailures: Sendable {
+    let redis: RedisClient
+    let email: String
+    /// Seconds the count lasts after the first failure.
+    let lockout: Int
+
+    private var key: String { "tern:login-failures:\(sha256Hex(email))" }
+
+    func count() async throws -> Int {
+        try await redis.get(key).flatMap { Int(String(buffer: $0)) } ?? 0
+    }
+
+    /// Counts a failure; the window starts with the first one (set before counting, so the
+    /// count can never outlive it).
+    func record() async throws {
+        _ = try await redis.set(key, to: "0", expiresIn: lockout, onlyIfAbsent: true)
+        _ = try await redis.increment(key)
+    }
+
+    func secondsLeft() async throws -> Int { max(1, Int(try await redis.timeToLive(key))) }
+
+    func clear() async throws { _ = try await redis.delete([key]) }
+}
