@@ -106,6 +106,57 @@ public struct OpenAIProvider: Sendable {
     }
 }
 
+extension OpenAIProvider {
+    /// Largest embeddings answer read from the upstream.
+    static let maximumEmbeddingsBytes = 64 << 20
+
+    /// Embeds texts in one upstream request (`POST /embeddings`); the vectors come back in the
+    /// order of `inputs`. Throws `ProviderError` for upstream failures.
+    public func embed(_ inputs: [String]) async throws -> Embeddings {
+        var request = HTTPClientRequest(url: configuration.baseURL + "/embeddings")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        if let key = configuration.apiKey { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
+        request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(UpstreamEmbeddingRequest(model: configuration.model, input: inputs))))
+        let response: HTTPClientResponse
+        let body: ByteBuffer
+        do {
+            response = try await httpClient.execute(request, timeout: configuration.headTimeout)
+            body = try await response.body.collect(upTo: Self.maximumEmbeddingsBytes)
+        } catch {
+            if Task.isCancelled { throw CancellationError() }
+            throw ProviderError(.unreachable, "upstream request failed: \(error)")
+        }
+        guard response.status == .ok else {
+            throw ProviderError(.upstreamStatus(Int(response.status.code)), "upstream answered \(response.status.code): \(String(buffer: body).prefix(300))")
+        }
+        guard let decoded = try? JSONDecoder().decode(UpstreamEmbeddings.self, from: Data(body.readableBytesView)) else {
+            throw ProviderError(.malformedResponse, "upstream sent an answer that is not a list of embeddings")
+        }
+        let vectors = decoded.data.sorted { $0.index < $1.index }.map(\.embedding)
+        guard vectors.count == inputs.count, decoded.data.map(\.index).sorted() == Array(0..<inputs.count),
+              let dimensions = vectors.first?.count, dimensions > 0, vectors.allSatisfy({ $0.count == dimensions })
+        else { throw ProviderError(.malformedResponse, "upstream sent \(vectors.count) embeddings of uneven size for \(inputs.count) inputs") }
+        return Embeddings(vectors: vectors, promptTokens: decoded.usage?.prompt_tokens ?? 0)
+    }
+}
+
+struct UpstreamEmbeddingRequest: Encodable {
+    let model: String
+    let input: [String]
+    var encoding_format = "float"
+}
+
+struct UpstreamEmbeddings: Decodable {
+    struct Item: Decodable {
+        let index: Int
+        let embedding: [Float]
+    }
+    struct Usage: Decodable { let prompt_tokens: Int? }
+    let data: [Item]
+    let usage: Usage?
+}
+
 /// The request body sent upstream.
 struct UpstreamChatRequest: Encodable {
     struct StreamOptions: Encodable { let include_usage = true }

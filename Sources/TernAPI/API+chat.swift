@@ -53,35 +53,50 @@ extension API {
         let (messages, options) = try chat.validated(limits: configuration.limits)
         let user = caller.user
         // The estimate: about four characters a token, plus the longest answer allowed.
-        let reserved = messages.reduce(0) { $0 + $1.content.utf8.count } / 4 + (options.maxTokens ?? configuration.reservedCompletionTokens)
-        let buckets = tokenBuckets(of: caller)
-        let budget = TokenBudget(redis: redis)
-        do {
-            try await budget.reserve(reserved, in: buckets)
-        } catch let refusal as RateLimitRefusal {
-            throw APIError.rateLimited(refusal, unit: "tokens")
-        }
-        let jobID = JobID()
-        do {
+        let estimate = messages.reduce(0) { $0 + $1.content.utf8.count } / 4 + (options.maxTokens ?? configuration.reservedCompletionTokens)
+        return try await withTokenReservation(estimate, for: caller) { buckets in
+            let jobID = JobID()
             let title = String((messages.last { $0.role == "user" }?.content ?? "Chat").prefix(80))
             let conversationID = try await store.createChat(
                 user: user, jobID: jobID.uuid, model: chat.model, title: title,
                 messages: messages.map { StoredMessage(role: $0.role, content: $0.content) })
             let job = ChatJob(
                 userID: user.uuid, conversationID: conversationID, model: chat.model, messages: messages, options: options,
-                tokenBuckets: Dictionary(uniqueKeysWithValues: buckets.map { ($0.key, $0.perMinute) }), reservedTokens: reserved)
-            do {
-                _ = try await queue.enqueue(NewJob(
-                    id: jobID, type: ChatJob.type, tenant: user.tenant, payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self),
-                    lane: .interactive, provider: chat.model, tokens: options.maxTokens ?? 0))
-            } catch let error as JobQueueError where error.code == .backlogFull {
-                try await store.failJob(jobID.uuid, reason: "the queue was full")
-                throw APIError.queueFull
-            }
+                tokenBuckets: buckets, reservedTokens: estimate)
+            try await enqueue(NewJob(
+                id: jobID, type: ChatJob.type, tenant: user.tenant, payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self),
+                lane: .interactive, provider: chat.model, tokens: options.maxTokens ?? 0))
             return (jobID, conversationID)
+        }
+    }
+
+    /// Enqueues a job whose row is already stored; a full queue fails the row and answers 503.
+    func enqueue(_ job: NewJob) async throws {
+        do {
+            _ = try await queue.enqueue(job)
+        } catch let error as JobQueueError where error.code == .backlogFull {
+            try await store.failJob(job.id.uuid, reason: "the queue was full")
+            throw APIError.queueFull
+        }
+    }
+
+    /// Reserves `tokens` of the caller's tokens a minute (a 429 if they are spent), runs `body`
+    /// with the buckets charged (key to tokens a minute, for the job's payload), and gives the
+    /// reservation back if `body` fails: then nothing will run.
+    func withTokenReservation<Result>(
+        _ tokens: Int, for caller: Caller, _ body: ([String: Int]) async throws -> Result
+    ) async throws -> Result {
+        let buckets = tokenBuckets(of: caller)
+        let budget = TokenBudget(redis: redis)
+        do {
+            try await budget.reserve(tokens, in: buckets)
+        } catch let refusal as RateLimitRefusal {
+            throw APIError.rateLimited(refusal, unit: "tokens")
+        }
+        do {
+            return try await body(Dictionary(uniqueKeysWithValues: buckets.map { ($0.key, $0.perMinute) }))
         } catch {
-            // Nothing will run: give the reservation back.
-            try? await budget.settle(reserved: reserved, used: 0, in: buckets)
+            try? await budget.settle(reserved: tokens, used: 0, in: buckets)
             throw error
         }
     }
@@ -175,11 +190,23 @@ extension API {
         }
     }
 
-    /// Reads a job's events from the start, in order, until `onEvent` returns `false`.
+    /// Reads a job's chat events from the start, in order, until `onEvent` returns `false`.
     /// `onIdle` runs whenever no event came within the heartbeat interval.
     func follow(
         _ job: JobID,
         onEvent: (ChatEvent) async throws -> Bool,
+        onIdle: () async throws -> Void
+    ) async throws {
+        try await followEntries(job, onEntry: { entry in
+            guard let event = ChatEvent(fields: entry.fields) else { return true }
+            return try await onEvent(event)
+        }, onIdle: onIdle)
+    }
+
+    /// Reads a job's event entries from the start, in order, until `onEntry` returns `false`.
+    func followEntries(
+        _ job: JobID,
+        onEntry: (JobEvent) async throws -> Bool,
         onIdle: () async throws -> Void
     ) async throws {
         var lastID = "0"
@@ -191,8 +218,7 @@ extension API {
             }
             for entry in batch {
                 lastID = entry.id
-                guard let event = ChatEvent(fields: entry.fields) else { continue }
-                if try await !onEvent(event) { return }
+                if try await !onEntry(entry) { return }
             }
         }
     }

@@ -19,6 +19,8 @@ public struct API: Sendable {
         public var port = 8080
         /// The public names of the models clients may ask for.
         public var models: [String] = ["smollm2-135m"]
+        /// The public names of the embedding models; none unless an embedding upstream is configured.
+        public var embeddingModels: [String] = []
         /// Request limits.
         public var limits = ChatLimits()
         /// Longest wait for a job's next event before a stream gets a heartbeat comment.
@@ -88,11 +90,12 @@ public struct API: Sendable {
         router.get("/metrics") { request, _ in try await metrics(request) }
         router.get("/v1/models") { request, _ in
             _ = try await authenticate(request)
-            return try json(ModelList(data: configuration.models.map { .init(id: $0) }))
+            return try json(ModelList(data: (configuration.models + configuration.embeddingModels).map { .init(id: $0) }))
         }
         router.post("/v1/chat/completions") { request, context in
             try await chatCompletions(request, context: context)
         }
+        addEmbeddingRoutes(to: router)
         addAccountRoutes(to: router)
         addJobRoutes(to: router)
         addKeyRoutes(to: router)

@@ -60,8 +60,10 @@ public struct ChatLimits: Sendable {
     public var maximumBodyBytes = 1 << 20
     /// Most messages in one request.
     public var maximumMessages = 256
-    /// Most characters across all messages.
+    /// Most characters across all messages (and in each text to embed).
     public var maximumPromptCharacters = 64 * 1024
+    /// Most texts in one embeddings request.
+    public var maximumEmbeddingInputs = 256
     /// Largest `max_tokens`.
     public var maximumCompletionTokens = 4096
     public init() {}

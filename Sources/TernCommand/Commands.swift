@@ -42,6 +42,7 @@ struct APICommand: AsyncParsableCommand {
         configuration.host = environment["TERN_HOST"] ?? "127.0.0.1"
         configuration.port = try environment.int("TERN_PORT", default: 8080)
         configuration.models = [environment.model]
+        configuration.embeddingModels = environment.embeddingModel.map { [$0] } ?? []
         configuration.metricsToken = environment["TERN_METRICS_TOKEN"]
         let perKey = try environment.int("TERN_RATE_LIMIT_KEY_RPM", default: 600)
         let perUser = try environment.int("TERN_RATE_LIMIT_USER_RPM", default: 1200)
@@ -88,7 +89,14 @@ struct WorkerCommand: AsyncParsableCommand {
         let chat = ChatJobHandler(
             events: JobEvents(queue: queue), store: Store(client: postgres, logger: logger),
             provider: OpenAIProvider(configuration: environment.provider), budget: TokenBudget(redis: redis), logger: logger)
-        let worker = JobWorker(configuration: configuration, queue: queue, handlers: [ChatJob.type: chat], logger: logger)
+        var handlers: [String: any JobHandler] = [ChatJob.type: chat]
+        if let embedding = environment.embeddingProvider, let name = environment.embeddingModel {
+            try await queue.setLimits(ProviderLimits(concurrency: try environment.int("TERN_EMBEDDING_SLOTS", default: 4)), for: name)
+            handlers[EmbeddingJob.type] = EmbeddingJobHandler(
+                events: JobEvents(queue: queue), store: Store(client: postgres, logger: logger),
+                provider: OpenAIProvider(configuration: embedding), budget: TokenBudget(redis: redis), logger: logger)
+        }
+        let worker = JobWorker(configuration: configuration, queue: queue, handlers: handlers, logger: logger)
         var services: [any Service] = [postgres, redis, worker]
         let metricsPort = try environment.int("TERN_WORKER_METRICS_PORT", default: 0)
         if metricsPort > 0 {

@@ -66,6 +66,19 @@ struct Environment {
         return configuration
     }
 
+    /// The embedding model's public name, if an embedding upstream is configured
+    /// (`TERN_EMBEDDING_BASE_URL`; `TERN_EMBEDDING_MODEL` names it, all-minilm-l6-v2 by default).
+    var embeddingModel: String? {
+        self["TERN_EMBEDDING_BASE_URL"] == nil ? nil : self["TERN_EMBEDDING_MODEL"] ?? "all-minilm-l6-v2"
+    }
+
+    /// The embedding upstream (`TERN_EMBEDDING_UPSTREAM_MODEL` is its own name for the model).
+    var embeddingProvider: OpenAIProvider.Configuration? {
+        guard let url = self["TERN_EMBEDDING_BASE_URL"], let model = embeddingModel else { return nil }
+        return OpenAIProvider.Configuration(
+            baseURL: url, apiKey: self["TERN_EMBEDDING_API_KEY"], model: self["TERN_EMBEDDING_UPSTREAM_MODEL"] ?? model)
+    }
+
     static func logger(_ label: String) -> Logger {
         var logger = Logger(label: label)
         logger.logLevel = ProcessInfo.processInfo.environment["TERN_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info

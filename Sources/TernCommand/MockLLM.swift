@@ -73,8 +73,39 @@ struct MockLLM: AsyncParsableCommand {
                 try await writer.finish(nil)
             })
         }
+        router.post("/v1/embeddings") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 4 << 20)
+            let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any]
+            guard let input = object?["input"], let texts = (input as? [String]) ?? (input as? String).map({ [$0] }) else {
+                return Response(status: .badRequest, headers: [.contentType: "application/json"],
+                                body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"input must be a string or a list of strings","type":"invalid_request_error"}}"#)))
+            }
+            let data = texts.enumerated().map { ["object": "embedding", "index": $0.offset, "embedding": Self.embedding($0.element)] as [String: Any] }
+            let promptTokens = texts.reduce(0) { $0 + $1.split(separator: " ").count }
+            let answer: [String: Any] = [
+                "object": "list", "data": data, "model": (object?["model"] as? String) ?? "mock",
+                "usage": ["prompt_tokens": promptTokens, "total_tokens": promptTokens],
+            ]
+            return Response(status: .ok, headers: [.contentType: "application/json"],
+                            body: .init(byteBuffer: ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: answer))))
+        }
         let app = Application(router: router, configuration: .init(address: .hostname(host, port: port)), logger: logger)
         try await runUntilSignalled([app], logger: logger)
+    }
+
+    /// A deterministic unit vector of 384 dimensions for a text (FNV-1a seeds a xorshift).
+    static func embedding(_ text: String) -> [Double] {
+        var state: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 { state = (state ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        if state == 0 { state = 1 }
+        let values = (0..<384).map { _ -> Double in
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            return Double(state % 2_000_001) / 1_000_000 - 1
+        }
+        let norm = max(values.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-9)
+        return values.map { ($0 / norm * 1e6).rounded() / 1e6 }
     }
 
     static func answer(count: Int) -> [String] {

@@ -45,6 +45,22 @@ extension Store {
         return conversationID
     }
 
+    /// Records a queued job without a conversation (an embedding request, ...).
+    public func createJob(user: UserID, jobID: UUID, kind: String, model: String) async throws {
+        try await client.query("""
+            INSERT INTO jobs (id, user_id, kind, model) VALUES (\(jobID), \(user.uuid), \(kind), \(model))
+            """, logger: logger)
+    }
+
+    /// Completes a job without a conversation and records its usage, once.
+    public func completeJob(_ jobID: UUID, usage: TokenUsage) async throws {
+        try await client.query("""
+            UPDATE jobs SET status = 'completed', finished_at = now(), error = NULL,
+                prompt_tokens = \(usage.promptTokens), completion_tokens = \(usage.completionTokens)
+            WHERE id = \(jobID) AND status <> 'completed'
+            """, logger: logger)
+    }
+
     /// Marks a job active and counts the attempt.
     public func startJob(_ jobID: UUID, attempt: Int) async throws {
         try await client.query("""

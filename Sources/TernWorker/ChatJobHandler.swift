@@ -33,18 +33,6 @@ public struct ChatJobHandler: JobHandler {
         return try await generate(job, logger: logger)
     }
 
-    /// Settles the caller's token reservation with the tokens used, once per job.
-    private func settle(_ chat: ChatJob, job: JobID, used: Int, logger: Logger) async {
-        guard let buckets = chat.tokenBuckets, let reserved = chat.reservedTokens else { return }
-        do {
-            try await budget.settle(
-                reserved: reserved, used: used, in: buckets.map { TokenBudget.Bucket(key: $0.key, perMinute: $0.value) }.sorted { $0.key < $1.key },
-                once: job.rawValue)
-        } catch {
-            logger.warning("token reservation not settled", metadata: ["error": "\(error)"])
-        }
-    }
-
     private func generate(_ job: ClaimedJob, logger: Logger) async throws -> JobOutcome {
         guard job.type == ChatJob.type, let chat = try? JSONDecoder().decode(ChatJob.self, from: Data(job.payload.utf8)) else {
             logger.error("job payload is not a chat job")
@@ -55,7 +43,7 @@ public struct ChatJobHandler: JobHandler {
         if let usage = earlier.lazy.compactMap(\.usage).first {
             // An earlier attempt finished but died before acknowledging: finish the bookkeeping.
             try await store.completeChatJob(job.id.uuid, answer: streamedSoFar, model: chat.model, usage: usage)
-            await settle(chat, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
+            await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
             return JobOutcome(tokens: usage.promptTokens + usage.completionTokens)
         }
         try await store.startJob(job.id.uuid, attempt: job.attempt)
@@ -90,11 +78,11 @@ public struct ChatJobHandler: JobHandler {
                 }
             }
         } catch is Diverged {
-            await settle(chat, job: job.id, used: completionPieces, logger: logger)
+            await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: completionPieces, logger: logger)
             throw try await fail(job, code: "interrupted", message: "the model was interrupted mid-answer and could not resume it", logger: logger)
         } catch let error as ProviderError {
             logger.warning("model call failed", metadata: ["error": "\(error.message)"])
-            await settle(chat, job: job.id, used: completionPieces, logger: logger)
+            await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: completionPieces, logger: logger)
             throw try await fail(job, code: "upstream_error", message: error.publicMessage, logger: logger)
         }
         // A cancelled job (or one released by a stopping worker) keeps its reservation: it may
@@ -104,7 +92,7 @@ public struct ChatJobHandler: JobHandler {
         let usage = TokenUsage(promptTokens: finish.promptTokens, completionTokens: finish.completionTokens)
         try await events.append(job.id, ChatEvent.done(finishReason: finish.reason, promptTokens: usage.promptTokens, completionTokens: usage.completionTokens).fields)
         try await store.completeChatJob(job.id.uuid, answer: answer, model: chat.model, usage: usage)
-        await settle(chat, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
+        await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
         logger.info("chat job completed", metadata: ["completion_tokens": "\(usage.completionTokens)"])
         return JobOutcome(tokens: usage.promptTokens + usage.completionTokens)
     }
@@ -125,5 +113,20 @@ extension ChatEvent {
     var usage: TokenUsage? {
         if case .done(_, let prompt, let completion) = self { return TokenUsage(promptTokens: prompt, completionTokens: completion) }
         return nil
+    }
+}
+
+extension TokenBudget {
+    /// Settles a job's reservation of the caller's tokens with the tokens used, once per job.
+    /// A failure is logged, not thrown: the job's result matters more than the bookkeeping.
+    func settle(buckets: [String: Int]?, reserved: Int?, job: JobID, used: Int, logger: Logger) async {
+        guard let buckets, let reserved else { return }
+        do {
+            try await settle(
+                reserved: reserved, used: used, in: buckets.map { Bucket(key: $0.key, perMinute: $0.value) }.sorted { $0.key < $1.key },
+                once: job.rawValue)
+        } catch {
+            logger.warning("token reservation not settled", metadata: ["error": "\(error)"])
+        }
     }
 }

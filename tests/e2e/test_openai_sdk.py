@@ -1,8 +1,10 @@
 """The official openai SDK against Tern, answered by the real local model through the queue."""
+import os
 import uuid
 
 import openai
 import pytest
+import requests
 from openai import OpenAI
 
 from conftest import MODEL, psql, wait_until
@@ -74,3 +76,65 @@ def test_errors_reach_the_sdk_as_typed_exceptions(stack):
     with pytest.raises(openai.BadRequestError) as bad:
         client(stack).chat.completions.create(model=MODEL, messages=[])
     assert bad.value.body["param"] == "messages"
+
+
+EMBEDDING_MODEL = "all-minilm-l6-v2"
+SIDE_MOCK_PORT = 17094
+SIDE_API_PORT = 18085
+
+
+@pytest.fixture(scope="module")
+def side_api(stack):
+    """A second API instance and worker on their own queue, with an embedding upstream (the mock:
+    `tern up` runs no local embedding model yet) and a tight rate limit (6 a minute, 5 back to
+    back), for the SDK's embeddings and rate-limit checks."""
+    from conftest import start_tern, stop_all
+    env = dict(os.environ)
+    env.update({"TERN_QUEUE": f"sdk-{uuid.uuid4().hex[:8]}", "TERN_LLM_BASE_URL": f"http://127.0.0.1:{SIDE_MOCK_PORT}/v1",
+                "TERN_LLM_MODEL": "mock", "TERN_EMBEDDING_BASE_URL": f"http://127.0.0.1:{SIDE_MOCK_PORT}/v1",
+                "TERN_EMBEDDING_UPSTREAM_MODEL": "mock", "TERN_RATE_LIMIT_KEY_RPM": "6", "TERN_RATE_LIMIT_BURST": "5"})
+    processes = [start_tern(["mock-llm", "--port", str(SIDE_MOCK_PORT)], env, "sdk-mock"),
+                 start_tern(["api"], {**env, "TERN_PORT": str(SIDE_API_PORT)}, "sdk-api"),
+                 start_tern(["worker", "--concurrency", "2"], env, "sdk-worker")]
+    base = f"http://127.0.0.1:{SIDE_API_PORT}"
+    try:
+        wait_until(lambda: requests.get(base + "/healthz", timeout=5).ok, message="the side API")
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{SIDE_MOCK_PORT}/health", timeout=5).ok, message="the mock upstream")
+        yield base
+    finally:
+        stop_all(processes)
+
+
+def fresh_key(stack):
+    """A new API key of the stack's user, so each test has its own rate limit."""
+    created = requests.post(stack.base_url + "/v1/keys", headers={"Authorization": f"Bearer {stack.key}"},
+                            json={"name": f"sdk-{uuid.uuid4().hex[:6]}"}, timeout=30)
+    assert created.status_code == 201, created.text
+    return created.json()["key"]
+
+
+def test_embeddings_through_the_queue(stack, side_api):
+    sdk = OpenAI(base_url=side_api + "/v1", api_key=fresh_key(stack), max_retries=0, timeout=120)
+    assert EMBEDDING_MODEL in [m.id for m in sdk.models.list()]
+    texts = ["The tern is a seabird.", "Terns migrate far."]
+    # The SDK asks for base64 unless told otherwise, and decodes it.
+    packed = sdk.embeddings.create(model=EMBEDDING_MODEL, input=texts)
+    plain = sdk.embeddings.create(model=EMBEDDING_MODEL, input=texts, encoding_format="float")
+    assert [item.index for item in packed.data] == [0, 1]
+    for a, b in zip(packed.data, plain.data):
+        assert len(a.embedding) == 384
+        assert max(abs(x - y) for x, y in zip(a.embedding, b.embedding)) < 1e-6
+    assert packed.data[0].embedding != packed.data[1].embedding
+    assert abs(sum(x * x for x in plain.data[0].embedding) - 1) < 1e-3  # the mock's vectors are unit vectors
+    assert plain.usage.prompt_tokens == plain.usage.total_tokens == 8
+    with pytest.raises(openai.NotFoundError):
+        sdk.embeddings.create(model="text-embedding-3-small", input="x")
+
+
+def test_a_rate_limit_reaches_the_sdk_with_retry_after(stack, side_api):
+    sdk = OpenAI(base_url=side_api + "/v1", api_key=fresh_key(stack), max_retries=0, timeout=60)
+    with pytest.raises(openai.RateLimitError) as limited:
+        for _ in range(20):
+            sdk.models.list()
+    assert int(limited.value.response.headers["retry-after"]) >= 1
+    assert limited.value.code == "rate_limit_exceeded"

@@ -1,0 +1,145 @@
+import Foundation
+import Hummingbird
+import Logging
+import TernAI
+import TernQueue
+import TernRedis
+import TernStore
+
+/// The body of `POST /v1/embeddings`, as OpenAI defines it.
+struct EmbeddingRequest: Decodable {
+    /// `input` is a string or a list of strings (token arrays are not supported).
+    struct Input: Decodable {
+        let texts: [String]
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            if let one = try? container.decode(String.self) {
+                texts = [one]
+            } else if let many = try? container.decode([String].self) {
+                texts = many
+            } else if (try? container.decode([Int].self)) != nil || (try? container.decode([[Int]].self)) != nil {
+                throw APIError.invalid("Token arrays are not supported; send 'input' as text.", param: "input")
+            } else {
+                throw APIError.invalid("'input' must be a string or a list of strings.", param: "input")
+            }
+        }
+    }
+    let model: String
+    let input: Input
+    let encoding_format: String?
+    let dimensions: Int?
+    let user: String?
+}
+
+/// The answer of `POST /v1/embeddings`.
+struct EmbeddingList: Encodable {
+    struct Item: Encodable {
+        var object = "embedding"
+        let index: Int
+        let embedding: Vector
+    }
+    /// A vector as floats, or as base64 of its little-endian float32 values.
+    enum Vector: Encodable {
+        case floats([Float])
+        case base64(String)
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            switch self {
+            case .floats(let values): try container.encode(values)
+            case .base64(let text): try container.encode(text)
+            }
+        }
+    }
+    struct Usage: Encodable {
+        let prompt_tokens: Int
+        let total_tokens: Int
+    }
+    var object = "list"
+    let data: [Item]
+    let model: String
+    let usage: Usage
+}
+
+extension API {
+    /// `POST /v1/embeddings`: enqueues one embedding job for all inputs and answers with its vectors.
+    func addEmbeddingRoutes(to router: Router<BasicRequestContext>) {
+        router.post("/v1/embeddings") { request, _ in try await embeddings(request) }
+    }
+
+    private func embeddings(_ request: Request) async throws -> Response {
+        let caller = try await authenticate(request)
+        let body = try await decodeBody(EmbeddingRequest.self, of: request, what: "embeddings request")
+        if let threshold = configuration.admissionBacklog, try await queue.backlog() >= threshold { throw APIError.queueFull }
+        guard configuration.embeddingModels.contains(body.model) else {
+            throw APIError(.notFound, code: "model_not_found", message: "The embedding model '\(body.model.prefix(100))' does not exist.", param: "model")
+        }
+        let texts = try validated(body)
+        let base64 = body.encoding_format == "base64"
+        let user = caller.user
+        let estimate = texts.reduce(0) { $0 + $1.utf8.count } / 4 + 1
+        let jobID = try await withTokenReservation(estimate, for: caller) { buckets in
+            let jobID = JobID()
+            try await store.createJob(user: user, jobID: jobID.uuid, kind: EmbeddingJob.type, model: body.model)
+            let job = EmbeddingJob(userID: user.uuid, model: body.model, inputs: texts, tokenBuckets: buckets, reservedTokens: estimate)
+            try await enqueue(NewJob(
+                id: jobID, type: EmbeddingJob.type, tenant: user.tenant, payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self),
+                lane: .interactive, provider: body.model))
+            return jobID
+        }
+        logger.info("embedding job enqueued", metadata: ["job": "\(jobID)", "user": "\(user)", "inputs": "\(texts.count)"])
+
+        var result: Result<Embeddings, APIError>?
+        let deadline = ContinuousClock.now + configuration.answerTimeout
+        try await followEntries(jobID) { entry in
+            switch entry.type {
+            case "embeddings":
+                guard let embeddings = Embeddings(fields: entry.fields) else { return true }
+                result = .success(embeddings)
+            case "error":
+                result = .failure(APIError(.badGateway, type: "server_error", code: entry.fields["code"] ?? "upstream_error",
+                                           message: entry.fields["message"] ?? "The embedding failed."))
+            case "cancelled": result = .failure(.cancelled)
+            default: return true
+            }
+            return false
+        } onIdle: {
+            if ContinuousClock.now > deadline {
+                throw APIError(.gatewayTimeout, type: "server_error", code: "timeout", message: "No answer within \(configuration.answerTimeout).")
+            }
+        }
+        guard let embeddings = try result?.get() else { throw APIError(.internalServerError, type: "server_error", code: "internal_error", message: "The job ended without vectors.") }
+        let items = embeddings.vectors.enumerated().map { index, vector in
+            EmbeddingList.Item(index: index, embedding: base64 ? .base64(Embeddings.base64(vector)) : .floats(vector))
+        }
+        var headers: HTTPFields = [:]
+        headers[.init("X-Tern-Job-Id")!] = jobID.rawValue
+        return try json(EmbeddingList(
+            data: items, model: body.model,
+            usage: .init(prompt_tokens: embeddings.promptTokens, total_tokens: embeddings.promptTokens)), headers: headers)
+    }
+
+    /// The request's texts, checked against the limits.
+    private func validated(_ body: EmbeddingRequest) throws -> [String] {
+        let texts = body.input.texts
+        let limits = configuration.limits
+        guard !texts.isEmpty, texts.count <= limits.maximumEmbeddingInputs else {
+            throw APIError.invalid("'input' must hold 1 to \(limits.maximumEmbeddingInputs) texts.", param: "input")
+        }
+        for (index, text) in texts.enumerated() {
+            guard !text.isEmpty else { throw APIError.invalid("input[\(index)] is empty.", param: "input") }
+            guard text.count <= limits.maximumPromptCharacters else {
+                throw APIError(.contentTooLarge, code: "prompt_too_large",
+                               message: "input[\(index)] holds \(text.count) characters; the limit is \(limits.maximumPromptCharacters).", param: "input")
+            }
+        }
+        if let format = body.encoding_format, !["float", "base64"].contains(format) {
+            throw APIError.invalid("'encoding_format' must be 'float' or 'base64'.", param: "encoding_format")
+        }
+        if body.dimensions != nil {
+            throw APIError.invalid("'dimensions' is not supported: each model has its own.", param: "dimensions")
+        }
+        if let user = body.user, user.utf8.count > 256 { throw APIError.invalid("'user' may hold at most 256 bytes.", param: "user") }
+        return texts
+    }
+
+}
