@@ -35,6 +35,10 @@ extension API {
         } catch {
             throw APIError(.contentTooLarge, code: "body_too_large", message: "The request body is larger than \(configuration.limits.maximumBodyBytes) bytes.")
         }
+        // PostgreSQL's text cannot hold NUL, so no text field may.
+        guard !Self.containsEscapedNUL(body.readableBytesView) else {
+            throw APIError.invalid("Text may not contain NUL characters (\\u0000).")
+        }
         do {
             return try JSONDecoder().decode(Body.self, from: Data(body.readableBytesView))
         } catch let error as APIError {
@@ -209,18 +213,33 @@ extension API {
         onEntry: (JobEvent) async throws -> Bool,
         onIdle: () async throws -> Void
     ) async throws {
-        var lastID = "0"
-        while true {
-            let batch = try await events.read(job, after: lastID, block: .milliseconds(configuration.heartbeatMilliseconds))
-            if batch.isEmpty {
-                try await onIdle()
-                continue
-            }
-            for entry in batch {
-                lastID = entry.id
-                if try await !onEntry(entry) { return }
-            }
+        try await events.follow(job, after: "0", idle: .milliseconds(configuration.heartbeatMilliseconds)) { batch in
+            for entry in batch where try await !onEntry(entry) { return false }
+            return true
+        } onIdle: {
+            try await onIdle()
+            return true
         }
+    }
+
+    /// Whether JSON text holds the escape `\u0000` (and not an escaped backslash before `u0000`).
+    static func containsEscapedNUL(_ bytes: ByteBufferView) -> Bool {
+        var backslashes = 0
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\\") {
+                backslashes += 1
+            } else {
+                if backslashes % 2 == 1, byte == UInt8(ascii: "u"), bytes.distance(from: index, to: bytes.endIndex) >= 5,
+                   bytes[bytes.index(index, offsetBy: 1)...bytes.index(index, offsetBy: 4)].allSatisfy({ $0 == UInt8(ascii: "0") }) {
+                    return true
+                }
+                backslashes = 0
+            }
+            index = bytes.index(after: index)
+        }
+        return false
     }
 
     static func describe(_ error: any Error) -> String {

@@ -101,8 +101,8 @@ extension API {
     private func lastEventID(_ request: Request) throws -> String {
         guard let value = request.headers[.init("Last-Event-ID")!] ?? request.uri.queryParameters.get("after") else { return "0" }
         let parts = value.split(separator: "-", omittingEmptySubsequences: false)
-        guard value.utf8.count <= 41, parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) })
-        else { throw APIError.invalid("Last-Event-ID must be an event id such as 1733000000000-0.", param: "Last-Event-ID") }
+        guard parts.count == 2, parts.allSatisfy({ $0.allSatisfy(\.isASCII) && UInt64($0) != nil }) else {
+            throw APIError.invalid("Last-Event-ID must be an event id such as 1733000000000-0.", param: "Last-Event-ID") }
         return value
     }
 
@@ -113,23 +113,29 @@ extension API {
         headers[.init("X-Accel-Buffering")!] = "no"
         let deadline = ContinuousClock.now + configuration.answerTimeout
         return Response(status: .ok, headers: headers, body: .init { writer in
-            var lastID = lastID
-            reading: while ContinuousClock.now < deadline {
-                let batch = try await events.read(job, after: lastID, block: .milliseconds(configuration.heartbeatMilliseconds))
-                if batch.isEmpty {
+            do {
+                try await events.follow(job, after: lastID, idle: .milliseconds(configuration.heartbeatMilliseconds)) { batch in
+                    for event in batch {
+                        var data = event.fields
+                        data["type"] = nil
+                        var text = "id: \(event.id)\nevent: \(event.type)\ndata: "
+                        text += String(decoding: try JSONSerialization.data(withJSONObject: data, options: [.sortedKeys]), as: UTF8.self)
+                        text += "\n\n"
+                        try await writer.write(ByteBuffer(string: text))
+                        if ["completed", "error", "cancelled"].contains(event.type) { return false }
+                    }
+                    return true
+                } onIdle: {
+                    // A client resuming after the job's last event has nothing more to wait for.
+                    guard ContinuousClock.now < deadline, try await queue.status(job).map({ ![.completed, .failed, .cancelled].contains($0.state) }) ?? false
+                    else { return false }
                     try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
-                    continue
+                    return true
                 }
-                for event in batch {
-                    lastID = event.id
-                    var data = event.fields
-                    data["type"] = nil
-                    var text = "id: \(event.id)\nevent: \(event.type)\ndata: "
-                    text += String(decoding: try JSONSerialization.data(withJSONObject: data, options: [.sortedKeys]), as: UTF8.self)
-                    text += "\n\n"
-                    try await writer.write(ByteBuffer(string: text))
-                    if ["completed", "error", "cancelled"].contains(event.type) { break reading }
-                }
+            } catch {
+                // The status line is sent: end the stream with an error event rather than a broken one.
+                logger.warning("job event stream failed", metadata: ["job": "\(job)", "error": "\(error)"])
+                try await writer.write(ByteBuffer(string: "event: error\ndata: {\"code\":\"internal_error\",\"message\":\"The event stream failed; resume with Last-Event-ID.\"}\n\n"))
             }
             try await writer.finish(nil)
         })

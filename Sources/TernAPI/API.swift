@@ -86,6 +86,7 @@ public struct API: Sendable {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: SecurityHeadersMiddleware())
         router.add(middleware: MetricsMiddleware())
+        router.add(middleware: ErrorMiddleware(logger: logger))
         router.get("/healthz") { _, _ in try await health() }
         router.get("/metrics") { request, _ in try await metrics(request) }
         router.get("/v1/models") { request, _ in
@@ -102,6 +103,7 @@ public struct API: Sendable {
         addUsageRoutes(to: router)
         addConversationRoutes(to: router)
         WebAssets.add(to: router)
+        OpenAPIDocument.add(to: router, chatModels: configuration.models, embeddingModels: configuration.embeddingModels)
         return router
     }
 

@@ -15,12 +15,16 @@ enum WebAssets {
         "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
         + "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
+    /// A file of the `Public` folder.
+    static func load(_ file: String) -> Data {
+        guard let url = Bundle.module.url(forResource: "Public/\(file)", withExtension: nil), let data = try? Data(contentsOf: url)
+        else { preconditionFailure("web asset \(file) is missing from the bundle") }
+        return data
+    }
+
     static func add(to router: Router<BasicRequestContext>) {
         for asset in files {
-            guard let url = Bundle.module.url(forResource: "Public/\(asset.file)", withExtension: nil),
-                  let data = try? Data(contentsOf: url)
-            else { preconditionFailure("web asset \(asset.file) is missing from the bundle") }
-            let body = ByteBuffer(bytes: data)
+            let body = ByteBuffer(bytes: load(asset.file))
             var headers: HTTPFields = [.contentType: asset.type, .cacheControl: "no-cache"]
             headers[.contentSecurityPolicy] = contentSecurityPolicy
             router.get(RouterPath(asset.route)) { [headers] _, _ in

@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import TernRedis
 
@@ -11,9 +12,13 @@ extension StreamEntry {
 
 /// The per-job event streams of a queue. The queue itself writes `queued` (before the job can
 /// be claimed), `completed`, `error` (failed) and `cancelled`; workers append progress and output
-/// (a chat's tokens); the API reads, resuming after any event id.
+/// (a chat's tokens); the API reads, resuming after any event id. Every append is announced on
+/// the stream's own pub/sub channel (the stream's key), so a reader waits without holding a
+/// Redis connection of its own: thousands of idle readers share one subscriber connection.
 public struct JobEvents: Sendable {
     public let client: RedisClient
+    /// The connection readers wait on (connected on first use).
+    let subscriber: RedisSubscriber
     /// The queue's key prefix: a job's events share its queue's hash tag.
     let prefix: String
     /// How long a job's events are kept after the last append, in seconds.
@@ -21,13 +26,14 @@ public struct JobEvents: Sendable {
 
     public init(queue: RedisJobQueue) {
         client = queue.client
+        subscriber = RedisSubscriber(configuration: queue.client.configuration, logger: queue.client.logger)
         prefix = queue.prefix
         retentionSeconds = Int(max(1, queue.configuration.eventRetention.components.seconds))
     }
 
     public func key(_ job: JobID) -> String { prefix + "events:" + job.rawValue }
 
-    /// Appends an event and refreshes the stream's retention, in one round trip.
+    /// Appends an event, refreshes the stream's retention and announces it, in one round trip.
     @discardableResult
     public func append(_ job: JobID, _ fields: KeyValuePairs<String, String>) async throws -> String {
         var arguments: [any RESPArgument] = [key(job), "*"]
@@ -35,6 +41,7 @@ public struct JobEvents: Sendable {
         let replies = try await client.pipeline([
             RESPCommand("XADD", arguments),
             RESPCommand("EXPIRE", key(job), retentionSeconds),
+            RESPCommand("PUBLISH", key(job), "1"),
         ])
         return try replies[0].get().string ?? ""
     }
@@ -46,6 +53,52 @@ public struct JobEvents: Sendable {
 }
 
 extension JobEvents {
+    /// Follows a job's events after `lastID` ("0": from the start), in order: `onBatch` gets each
+    /// batch of new events and returns whether to go on; `onIdle` runs when nothing came for
+    /// `idle` and returns whether to go on. Between batches the reader waits on the stream's
+    /// announcements; it also reads again after each idle interval, so an announcement lost
+    /// while the subscriber reconnected delays events by at most `idle`.
+    public func follow(
+        _ job: JobID, after lastID: String, idle: Duration,
+        onBatch: ([JobEvent]) async throws -> Bool,
+        onIdle: () async throws -> Bool
+    ) async throws {
+        try await subscriber.subscribe(to: [key(job)], buffer: 1) { announcements in
+            // One stream of wake-ups: announcements, and a tick after each quiet interval.
+            let (wakeups, wake) = AsyncStream.makeStream(of: Bool.self, bufferingPolicy: .bufferingNewest(1))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await _ in announcements { wake.yield(true) }
+                }
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: idle)
+                        wake.yield(false)
+                    }
+                }
+                defer { group.cancelAll() }
+                var lastID = lastID
+                var quiet = true
+                var iterator = wakeups.makeAsyncIterator()
+                while true {
+                    let batch = try await client.streamRead(key(job), after: lastID, count: 256)
+                    if let last = batch.last {
+                        lastID = last.id
+                        quiet = false
+                        guard try await onBatch(batch) else { return }
+                        if batch.count == 256 { continue }  // more may be waiting
+                    }
+                    guard let announced = await iterator.next() else { return }
+                    if !announced {
+                        // A tick: idle if nothing came since the last one; read again anyway.
+                        if quiet { guard try await onIdle() else { return } }
+                        quiet = true
+                    }
+                }
+            }
+        }
+    }
+
     /// Every event of a job so far, without waiting.
     public func all(_ job: JobID) async throws -> [JobEvent] {
         try await client.streamRange(key(job))

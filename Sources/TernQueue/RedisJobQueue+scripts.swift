@@ -37,6 +37,7 @@ extension RedisJobQueue {
           local key = p .. 'events:' .. id
           redis.call('XADD', key, 'MAXLEN', '~', '100000', '*', ...)
           redis.call('PEXPIRE', key, retention)
+          redis.call('PUBLISH', key, '1')
         end
         local function wake()
           if redis.call('LPUSH', p .. 'wake', '1') > 64 then redis.call('LTRIM', p .. 'wake', 0, 63) end
