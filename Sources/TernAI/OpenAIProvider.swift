@@ -34,6 +34,15 @@ public struct OpenAIProvider: Sendable {
         self.httpClient = httpClient
     }
 
+    /// An HTTP client for upstream calls that keeps up to `connections` connections to each
+    /// host: one per call a worker runs at once, so calls never queue inside the client (the
+    /// shared client allows 8). Shut it down when the process ends.
+    public static func httpClient(connections: Int) -> HTTPClient {
+        var configuration = HTTPClient.Configuration.singletonConfiguration
+        configuration.connectionPool = .init(idleTimeout: .seconds(600), concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, connections))
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }
+
     /// Streams a chat completion. Throws `ProviderError` for upstream failures.
     public func streamChat(messages: [ChatMessage], options: GenerationOptions) -> AsyncThrowingStream<ChatStreamPart, any Error> {
         AsyncThrowingStream { continuation in

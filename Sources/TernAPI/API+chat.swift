@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Hummingbird
 import Logging
@@ -124,6 +125,8 @@ extension API {
         headers[.init("X-Accel-Buffering")!] = "no"
         let deadline = ContinuousClock.now + configuration.answerTimeout
         return Response(status: .ok, headers: headers, body: .init { writer in
+            OpenStreams.meter.increment()
+            defer { OpenStreams.meter.decrement() }
             try await writer.write(format.sse(format.chunk(delta: ["role": "assistant", "content": ""])))
             do {
                 try await follow(job) { event in
@@ -158,6 +161,11 @@ extension API {
             } catch is StreamTimedOut {}
             try await writer.finish(nil)
         })
+    }
+
+    /// Open Server-Sent Event streams (`tern_open_streams` in /metrics).
+    enum OpenStreams {
+        static let meter = Meter(label: "tern_open_streams")
     }
 
     /// Ends a stream whose job gave no answer in time.

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Hummingbird
 import Logging
@@ -113,6 +114,8 @@ extension API {
         headers[.init("X-Accel-Buffering")!] = "no"
         let deadline = ContinuousClock.now + configuration.answerTimeout
         return Response(status: .ok, headers: headers, body: .init { writer in
+            OpenStreams.meter.increment()
+            defer { OpenStreams.meter.decrement() }
             do {
                 try await events.follow(job, after: lastID, idle: .milliseconds(configuration.heartbeatMilliseconds)) { batch in
                     for event in batch {

@@ -78,6 +78,8 @@ public struct API: Sendable {
         self.queue = queue
         self.events = events
         self.processMetrics = processMetrics
+        var logger = logger
+        logger.handler.metadataProvider = RequestScope.metadataProvider
         self.logger = logger
     }
 
@@ -86,6 +88,7 @@ public struct API: Sendable {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: SecurityHeadersMiddleware())
         router.add(middleware: MetricsMiddleware())
+        router.add(middleware: RequestScopeMiddleware())
         router.add(middleware: ErrorMiddleware(logger: logger))
         router.get("/healthz") { _, _ in try await health() }
         router.get("/metrics") { request, _ in try await metrics(request) }
@@ -163,7 +166,7 @@ public struct API: Sendable {
             perKey: .init(perMinute: configuration.requestsPerMinutePerKey, burst: configuration.rateLimitBurst),
             perUser: .init(perMinute: configuration.requestsPerMinutePerUser, burst: configuration.rateLimitBurst))
         do {
-            try await limiter.admit(key: caller.key, user: caller.user.tenant)
+            RequestScope.current?.record(try await limiter.admit(key: caller.key, user: caller.user.tenant))
         } catch let refusal as RateLimitRefusal {
             throw APIError.rateLimited(refusal, unit: "requests")
         }

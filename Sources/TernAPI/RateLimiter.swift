@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import TernQueue
 import TernRedis
 
@@ -19,37 +20,65 @@ struct RateLimiter: Sendable {
     let perUser: Policy
 
     /// Records one request of `key` (of `user`; `nil` for a browser session, which has only the
-    /// user's limit), or throws `RateLimitRefusal`.
-    func admit(key: UUID?, user: String) async throws {
+    /// user's limit) and returns the tightest limit's state (`nil` without limits), or throws
+    /// `RateLimitRefusal`.
+    @discardableResult
+    func admit(key: UUID?, user: String) async throws -> RateLimitStatus? {
         func interval(_ policy: Policy) -> Double { policy.perMinute.map { 60000 / Double(max(1, $0)) } ?? 0 }
         let keyInterval = key == nil ? 0 : interval(perKey)
-        guard keyInterval > 0 || perUser.perMinute != nil else { return }
+        guard keyInterval > 0 || perUser.perMinute != nil else { return nil }
         let reply = try await redis.run(
             Self.script, keys: ["tern:rate:{\(user)}:key:\(key?.uuidString.lowercased() ?? "none")", "tern:rate:{\(user)}:user"],
             arguments: [keyInterval, max(1, perKey.burst), interval(perUser), max(1, perUser.burst)])
-        guard let values = reply.array, values.count == 2, let wait = values[1].int else {
+        guard let values = reply.array?.compactMap(\.int), values.count >= 3 else {
             throw RedisError(.unexpectedReply, "rate limit returned an unexpected reply")
         }
-        if values[0].int == 0 {
-            throw RateLimitRefusal(limit: (keyInterval > 0 ? perKey.perMinute : nil) ?? perUser.perMinute ?? 0, retryAfter: .milliseconds(wait))
-        }
+        let limit = (values[1] == 1 ? perKey.perMinute : perUser.perMinute) ?? 0
+        guard values[0] == 1, values.count == 4 else { throw RateLimitRefusal(limit: limit, retryAfter: .milliseconds(values[2])) }
+        return RateLimitStatus(limit: limit, remaining: Int(values[2]), resetSeconds: Int((Double(values[3]) / 1000).rounded(.up)))
     }
 
     /// KEYS key bucket, user bucket; ARGV interval and burst of each (interval 0: no limit).
-    /// Returns {1, 0} when admitted, {0, milliseconds to wait} when not.
+    /// Returns {1, bucket, requests remaining, milliseconds until full} when admitted (the
+    /// bucket with the fewest left), {0, bucket, milliseconds to wait} when not (1: the key's
+    /// bucket, 2: the user's).
     static let script = RedisScript(RedisScript.gcra + """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-        local function check(key, interval, burst)
-          if interval <= 0 then return 0, nil end
-          return gcra(key, interval, burst, now)
+        local waits, nexts = {0, 0}, {}
+        for i = 1, 2 do
+          local interval = tonumber(ARGV[2 * i - 1])
+          if interval > 0 then waits[i], nexts[i] = gcra(KEYS[i], interval, tonumber(ARGV[2 * i]), now) end
         end
-        local waitKey, nextKey = check(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
-        local waitUser, nextUser = check(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
-        local wait = math.max(waitKey, waitUser)
-        if wait > 0 then return {0, math.ceil(wait)} end
-        if nextKey then redis.call('SET', KEYS[1], tostring(nextKey), 'PX', math.ceil(nextKey - now) + 1000) end
-        if nextUser then redis.call('SET', KEYS[2], tostring(nextUser), 'PX', math.ceil(nextUser - now) + 1000) end
-        return {1, 0}
+        if waits[1] > 0 or waits[2] > 0 then
+          local i = waits[1] >= waits[2] and 1 or 2
+          return {0, i, math.ceil(waits[i])}
+        end
+        local tightest, left, full = 0, nil, 0
+        for i = 1, 2 do
+          if nexts[i] then
+            redis.call('SET', KEYS[i], tostring(nexts[i]), 'PX', math.ceil(nexts[i] - now) + 1000)
+            local interval = tonumber(ARGV[2 * i - 1])
+            local remaining = math.max(0, math.floor(tonumber(ARGV[2 * i]) - (nexts[i] - now) / interval + 0.000001))
+            if left == nil or remaining < left then tightest, left, full = i, remaining, nexts[i] - now end
+          end
+        end
+        return {1, tightest, left, math.ceil(full)}
         """)
+}
+
+/// Where a caller stands against its tightest request limit after a request.
+struct RateLimitStatus: Sendable {
+    let limit: Int
+    let remaining: Int
+    let resetSeconds: Int
+
+    /// The `RateLimit-*` headers.
+    var headers: HTTPFields {
+        var fields: HTTPFields = [:]
+        fields[.init("RateLimit-Limit")!] = String(limit)
+        fields[.init("RateLimit-Remaining")!] = String(remaining)
+        fields[.init("RateLimit-Reset")!] = String(resetSeconds)
+        return fields
+    }
 }

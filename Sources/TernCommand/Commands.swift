@@ -1,4 +1,5 @@
 import ArgumentParser
+import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import Logging
@@ -86,15 +87,16 @@ struct WorkerCommand: AsyncParsableCommand {
         let redis = RedisClient(configuration: try environment.redis, logger: logger)
         let queue = try environment.queue(redis)
         try await queue.setLimits(try environment.providerLimits, for: environment.model)
+        let httpClient = OpenAIProvider.httpClient(connections: configuration.concurrency)
         let chat = ChatJobHandler(
             events: JobEvents(queue: queue), store: Store(client: postgres, logger: logger),
-            provider: OpenAIProvider(configuration: environment.provider), budget: TokenBudget(redis: redis), logger: logger)
+            provider: OpenAIProvider(configuration: environment.provider, httpClient: httpClient), budget: TokenBudget(redis: redis), logger: logger)
         var handlers: [String: any JobHandler] = [ChatJob.type: chat]
         if let embedding = environment.embeddingProvider, let name = environment.embeddingModel {
             try await queue.setLimits(ProviderLimits(concurrency: try environment.int("TERN_EMBEDDING_SLOTS", default: 4)), for: name)
             handlers[EmbeddingJob.type] = EmbeddingJobHandler(
                 events: JobEvents(queue: queue), store: Store(client: postgres, logger: logger),
-                provider: OpenAIProvider(configuration: embedding), budget: TokenBudget(redis: redis), logger: logger)
+                provider: OpenAIProvider(configuration: embedding, httpClient: httpClient), budget: TokenBudget(redis: redis), logger: logger)
         }
         let worker = JobWorker(configuration: configuration, queue: queue, handlers: handlers, logger: logger)
         var services: [any Service] = [postgres, redis, worker]
@@ -105,5 +107,6 @@ struct WorkerCommand: AsyncParsableCommand {
                 token: environment["TERN_METRICS_TOKEN"], logger: logger))
         }
         try await runUntilSignalled(services, logger: logger)
+        try await httpClient.shutdown()
     }
 }

@@ -32,7 +32,14 @@ import TernTestSupport
                             for index in 0..<60 {
                                 let client = index % 2 == 0 ? one : two
                                 try await client.execute(uri: "/v1/models", method: .get, headers: [.authorization: "Bearer \(key)"]) { response in
-                                    if response.status == .ok { admitted += 1 } else { refusal = response }
+                                    if response.status == .ok {
+                                        admitted += 1
+                                        #expect(response.headers[HTTPField.Name("RateLimit-Limit")!] == "60")
+                                        #expect(Int(response.headers[HTTPField.Name("RateLimit-Remaining")!] ?? "") ?? -1 < 5)
+                                        #expect(Int(response.headers[HTTPField.Name("RateLimit-Reset")!] ?? "") ?? 0 >= 1)
+                                    } else {
+                                        refusal = response
+                                    }
                                 }
                             }
                             let elapsed = ContinuousClock.now - start
