@@ -22,26 +22,24 @@ public struct TokenUsage: Sendable, Equatable, Codable {
 }
 
 extension Store {
-    /// Creates a conversation with its first messages and a queued chat job, in one transaction.
+    /// Creates a conversation with its first messages and a queued chat job, in one statement
+    /// (one round trip, one commit).
     public func createChat(
         user: UserID, jobID: UUID, model: String, title: String, messages: [StoredMessage]
     ) async throws -> UUID {
         let conversationID = UUID()
-        try await client.withTransaction(logger: logger) { connection in
-            try await connection.query("""
-                INSERT INTO conversations (id, user_id, title) VALUES (\(conversationID), \(user.uuid), \(title))
-                """, logger: logger)
-            for message in messages {
-                try await connection.query("""
-                    INSERT INTO messages (conversation_id, role, content)
-                    VALUES (\(conversationID), \(message.role), \(message.content))
-                    """, logger: logger)
-            }
-            try await connection.query("""
-                INSERT INTO jobs (id, user_id, conversation_id, kind, model)
-                VALUES (\(jobID), \(user.uuid), \(conversationID), 'chat', \(model))
-                """, logger: logger)
-        }
+        try await client.query("""
+            WITH conversation AS (
+                INSERT INTO conversations (id, user_id, title) VALUES (\(conversationID), \(user.uuid), \(title)) RETURNING id
+            ), message AS (
+                INSERT INTO messages (conversation_id, role, content)
+                SELECT conversation.id, m.role, m.content
+                FROM conversation, unnest(\(messages.map(\.role))::text[], \(messages.map(\.content))::text[]) WITH ORDINALITY AS m (role, content, n)
+                ORDER BY m.n
+            )
+            INSERT INTO jobs (id, user_id, conversation_id, kind, model)
+            SELECT \(jobID), \(user.uuid), conversation.id, 'chat', \(model) FROM conversation
+            """, logger: logger)
         return conversationID
     }
 
@@ -69,29 +67,28 @@ extension Store {
             """, logger: logger)
     }
 
-    /// Stores the assistant's answer and completes the job, once: a second call for the same job
-    /// (a redelivered job that had already finished) changes nothing and returns `false`.
+    /// Stores the assistant's answer and completes the job, once, in one statement: a second
+    /// call for the same job (a redelivered job that had already finished) changes nothing and
+    /// returns `false`.
     @discardableResult
     public func completeChatJob(_ jobID: UUID, answer: String, model: String, usage: TokenUsage) async throws -> Bool {
-        try await client.withTransaction(logger: logger) { connection -> Bool in
-            let rows = try await connection.query("""
+        let rows = try await client.query("""
+            WITH job AS (
                 UPDATE jobs SET status = 'completed', finished_at = now(), error = NULL,
                     prompt_tokens = \(usage.promptTokens), completion_tokens = \(usage.completionTokens)
                 WHERE id = \(jobID) AND status <> 'completed'
                 RETURNING conversation_id
-                """, logger: logger)
-            var conversation: UUID??
-            for try await id in rows.decode(UUID?.self) { conversation = .some(id) }
-            guard let found = conversation else { return false }
-            if let conversationID = found {
-                try await connection.query("""
-                    INSERT INTO messages (conversation_id, role, content, job_id, model, prompt_tokens, completion_tokens)
-                    VALUES (\(conversationID), 'assistant', \(answer), \(jobID), \(model), \(usage.promptTokens), \(usage.completionTokens))
-                    """, logger: logger)
-                try await connection.query("UPDATE conversations SET updated_at = now() WHERE id = \(conversationID)", logger: logger)
-            }
-            return true
-        }
+            ), answer AS (
+                INSERT INTO messages (conversation_id, role, content, job_id, model, prompt_tokens, completion_tokens)
+                SELECT conversation_id, 'assistant', \(answer), \(jobID), \(model), \(usage.promptTokens), \(usage.completionTokens)
+                FROM job WHERE conversation_id IS NOT NULL
+            ), touched AS (
+                UPDATE conversations SET updated_at = now() WHERE id IN (SELECT conversation_id FROM job)
+            )
+            SELECT count(*)::int FROM job
+            """, logger: logger)
+        for try await completed in rows.decode(Int.self) { return completed > 0 }
+        return false
     }
 
     /// Marks a job failed with a reason safe to show its owner.
