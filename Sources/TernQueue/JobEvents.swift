@@ -54,17 +54,18 @@ public struct JobEvents: Sendable {
 
 extension JobEvents {
     /// Follows a job's events after `lastID` ("0": from the start), in order: `onBatch` gets each
-    /// batch of new events and returns whether to go on; `onIdle` runs when nothing came for
-    /// `idle` and returns whether to go on. Between batches the reader waits on the stream's
-    /// announcements; it also reads again after each idle interval, so an announcement lost
-    /// while the subscriber reconnected delays events by at most `idle`.
+    /// batch of new events and returns whether to go on; `onIdle` runs whenever nothing came for
+    /// `idle` (so at most `idle` passes without one or the other) and returns whether to go on.
+    /// Between batches the reader waits on the stream's announcements; before each `onIdle` it
+    /// reads once more, so an announcement lost while the subscriber reconnected delays events
+    /// by at most `idle`.
     public func follow(
         _ job: JobID, after lastID: String, idle: Duration,
         onBatch: ([JobEvent]) async throws -> Bool,
         onIdle: () async throws -> Bool
     ) async throws {
         try await subscriber.subscribe(to: [key(job)], buffer: 1) { announcements in
-            // One stream of wake-ups: announcements, and a tick after each quiet interval.
+            // One stream of wake-ups: announcements (true), and ticks twice per idle interval (false).
             let (wakeups, wake) = AsyncStream.makeStream(of: Bool.self, bufferingPolicy: .bufferingNewest(1))
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
@@ -72,28 +73,32 @@ extension JobEvents {
                 }
                 group.addTask {
                     while true {
-                        try await Task.sleep(for: idle)
+                        try await Task.sleep(for: idle / 2)
                         wake.yield(false)
                     }
                 }
                 defer { group.cancelAll() }
                 var lastID = lastID
-                var quiet = true
+                var lastActivity = ContinuousClock.now
                 var iterator = wakeups.makeAsyncIterator()
-                while true {
-                    let batch = try await client.streamRead(key(job), after: lastID, count: 256)
-                    if let last = batch.last {
-                        lastID = last.id
-                        quiet = false
-                        guard try await onBatch(batch) else { return }
-                        if batch.count == 256 { continue }  // more may be waiting
+                var wakeup: Bool? = true  // read once before waiting
+                while let announced = wakeup {
+                    // Read on an announcement, and on a tick once it has been quiet for half the interval.
+                    if announced || ContinuousClock.now - lastActivity >= idle / 2 {
+                        let batch = try await client.streamRead(key(job), after: lastID, count: 256)
+                        lastActivity = .now
+                        if let last = batch.last {
+                            lastID = last.id
+                            guard try await onBatch(batch) else { return }
+                            if batch.count == 256 {  // more may be waiting
+                                wakeup = true
+                                continue
+                            }
+                        } else if !announced {
+                            guard try await onIdle() else { return }
+                        }
                     }
-                    guard let announced = await iterator.next() else { return }
-                    if !announced {
-                        // A tick: idle if nothing came since the last one; read again anyway.
-                        if quiet { guard try await onIdle() else { return } }
-                        quiet = true
-                    }
+                    wakeup = await iterator.next()
                 }
             }
         }
