@@ -40,11 +40,13 @@ extension API {
         }
         router.post("/v1/auth/login") { request, _ in
             let (email, password) = try await credentials(request, checkStrength: false)
-            let failures = LoginFailures(redis: redis, email: email, lockout: configuration.loginLockoutSeconds)
-            if try await failures.count() >= configuration.maximumLoginFailures {
+            // Counted before the password is checked, so parallel guesses are counted too.
+            let attempts = LoginAttempts(redis: redis, email: email, window: configuration.loginLockoutSeconds)
+            let (count, secondsLeft) = try await attempts.count()
+            if count > configuration.maximumLoginFailures {
                 var error = APIError(.tooManyRequests, type: "requests", code: "too_many_login_attempts",
                                      message: "Too many failed log-ins for this account; try again later.")
-                error.headers[.retryAfter] = String(try await failures.secondsLeft())
+                error.headers[.retryAfter] = String(max(1, secondsLeft))
                 throw error
             }
             let account = try await store.credentials(email: email)
@@ -57,11 +59,10 @@ extension API {
                 return Bcrypt.verify(password, hash: hash)
             }
             guard matches, let user = account?.user else {
-                try await failures.record()
                 logger.info("log-in refused")
                 throw APIError(.unauthorized, code: "invalid_credentials", message: "Wrong e-mail or password.")
             }
-            try await failures.clear()
+            try await attempts.clear()
             logger.info("logged in", metadata: ["user": "\(user)"])
             return try await startSession(user, email: email, status: .ok)
         }
@@ -111,27 +112,36 @@ extension API {
     }
 }
 
-/// Failed log-ins per account in a window, in Redis so every API instance counts together.
-struct LoginFailures: Sendable {
+/// Log-in attempts per account in a window that starts with the first one, in Redis so every API
+/// instance counts together; a successful log-in clears the count.
+struct LoginAttempts: Sendable {
     let redis: RedisClient
     let email: String
-    /// Seconds the count lasts after the first failure.
-    let lockout: Int
+    /// Seconds the count lasts after the first attempt.
+    let window: Int
 
-    private var key: String { "tern:login-failures:\(sha256Hex(email))" }
+    private var key: String { "tern:login-attempts:\(sha256Hex(email))" }
 
-    func count() async throws -> Int {
-        try await redis.get(key).flatMap { Int(String(buffer: $0)) } ?? 0
+    /// Counts an attempt; returns the attempts in the window so far and the seconds it has left.
+    func count() async throws -> (Int, Int) {
+        let reply = try await redis.run(Self.script, keys: [key], arguments: [window])
+        guard let values = reply.array?.compactMap(\.int), values.count == 2 else {
+            throw RedisError(.unexpectedReply, "login attempts returned an unexpected reply")
+        }
+        return (Int(values[0]), Int(values[1]))
     }
-
-    /// Counts a failure; the window starts with the first one (set before counting, so the
-    /// count can never outlive it).
-    func record() async throws {
-        _ = try await redis.set(key, to: "0", expiresIn: lockout, onlyIfAbsent: true)
-        _ = try await redis.increment(key)
-    }
-
-    func secondsLeft() async throws -> Int { max(1, Int(try await redis.timeToLive(key))) }
 
     func clear() async throws { _ = try await redis.delete([key]) }
+
+    /// KEYS the count; ARGV the window in seconds. The window is set whenever the count has none,
+    /// so it can never outlive it.
+    static let script = RedisScript("""
+        local n = redis.call('INCR', KEYS[1])
+        local ttl = redis.call('TTL', KEYS[1])
+        if ttl < 0 then
+          redis.call('EXPIRE', KEYS[1], ARGV[1])
+          ttl = tonumber(ARGV[1])
+        end
+        return {n, ttl}
+        """)
 }

@@ -28,16 +28,23 @@ extension API {
         return try await answerResponse(job: jobID, format: completion, headers: headers)
     }
 
-    /// Reads a JSON body within the size limit; a body that is not `Body` is a 400.
+    /// Reads a JSON body within the size limit; a body that is not `Body` is a 400. The body must
+    /// be declared JSON: a cross-site form cannot send that without the browser asking first.
     func decodeBody<Body: Decodable>(_ type: Body.Type, of request: Request, what: String) async throws -> Body {
+        guard let mediaType = request.headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased(),
+              mediaType == "application/json"
+        else {
+            throw APIError(.unsupportedMediaType, code: "unsupported_media_type", message: "Send the body as JSON, with 'Content-Type: application/json'.")
+        }
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: configuration.limits.maximumBodyBytes)
         } catch {
             throw APIError(.contentTooLarge, code: "body_too_large", message: "The request body is larger than \(configuration.limits.maximumBodyBytes) bytes.")
         }
-        // PostgreSQL's text cannot hold NUL, so no text field may.
-        guard !Self.containsEscapedNUL(body.readableBytesView) else {
+        // PostgreSQL's text cannot hold NUL, so no text field may. A zero byte is never in UTF-8
+        // JSON (only in UTF-16 or UTF-32, which are refused).
+        guard !body.readableBytesView.contains(0), !Self.containsEscapedNUL(body.readableBytesView) else {
             throw APIError.invalid("Text may not contain NUL characters (\\u0000).")
         }
         do {
@@ -158,7 +165,16 @@ extension API {
                     }
                     try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
                 }
-            } catch is StreamTimedOut {}
+            } catch is StreamTimedOut {
+            } catch is CancellationError {
+                return
+            } catch {
+                // The status line is sent: end with an error chunk rather than a broken stream.
+                logger.warning("chat stream failed", metadata: ["job": "\(job)", "error": "\(type(of: error))"])
+                let failure = APIError(.internalServerError, type: "server_error", code: "stream_failed",
+                                       message: "The stream failed; its job goes on (GET /v1/jobs/\(job)/events resumes it).")
+                try? await writer.write(format.sse(failure.body))
+            }
             try await writer.finish(nil)
         })
     }

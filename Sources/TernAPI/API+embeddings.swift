@@ -99,6 +99,7 @@ extension API {
                 result = .failure(APIError(.badGateway, type: "server_error", code: entry.fields["code"] ?? "upstream_error",
                                            message: entry.fields["message"] ?? "The embedding failed."))
             case "cancelled": result = .failure(.cancelled)
+            case "completed": break  // ended without its vectors: answered below
             default: return true
             }
             return false

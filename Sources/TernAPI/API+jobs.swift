@@ -116,6 +116,7 @@ extension API {
         return Response(status: .ok, headers: headers, body: .init { writer in
             OpenStreams.meter.increment()
             defer { OpenStreams.meter.decrement() }
+            var ended = false
             do {
                 try await events.follow(job, after: lastID, idle: .milliseconds(configuration.heartbeatMilliseconds)) { batch in
                     for event in batch {
@@ -129,16 +130,21 @@ extension API {
                     }
                     return true
                 } onIdle: {
-                    // A client resuming after the job's last event has nothing more to wait for.
-                    guard ContinuousClock.now < deadline, try await queue.status(job).map({ ![.completed, .failed, .cancelled].contains($0.state) }) ?? false
-                    else { return false }
+                    // A job that has ended has nothing more to send once its events were read
+                    // after the end was seen (they are written with the final state).
+                    if ended { return false }
+                    let state = try await queue.status(job)?.state
+                    ended = ContinuousClock.now >= deadline || [.completed, .failed, .cancelled, nil].contains(state)
                     try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
                     return true
                 }
+            } catch is CancellationError {
+                return
             } catch {
-                // The status line is sent: end the stream with an error event rather than a broken one.
-                logger.warning("job event stream failed", metadata: ["job": "\(job)", "error": "\(error)"])
-                try await writer.write(ByteBuffer(string: "event: error\ndata: {\"code\":\"internal_error\",\"message\":\"The event stream failed; resume with Last-Event-ID.\"}\n\n"))
+                // The status line is sent: end with an event that says so rather than a broken
+                // stream (`stream_error`, not the job's own `error`: the job may be fine).
+                logger.warning("job event stream failed", metadata: ["job": "\(job)", "error": "\(type(of: error))"])
+                try? await writer.write(ByteBuffer(string: "event: stream_error\ndata: {\"code\":\"internal_error\",\"message\":\"The event stream failed; resume with Last-Event-ID.\"}\n\n"))
             }
             try await writer.finish(nil)
         })

@@ -21,8 +21,11 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             }
             throw APIError(error.status, type: error.status.code < 500 ? "invalid_request_error" : "server_error", code: code,
                            message: error.status.code == 404 ? "No such endpoint: \(request.method) \(request.uri.path.prefix(200))." : error.status.reasonPhrase)
+        } catch is CancellationError {
+            throw CancellationError()
         } catch {
-            logger.error("request failed", metadata: ["path": "\(request.uri.path.prefix(200))", "error": "\(String(reflecting: error).prefix(500))"])
+            // The error's type only: its text may quote SQL or the values of a row.
+            logger.error("request failed", metadata: ["path": "\(request.uri.path.prefix(200))", "error": "\(type(of: error))"])
             throw APIError(.internalServerError, type: "server_error", code: "internal_error", message: "Something went wrong on Tern's side.")
         }
     }

@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import TernRedis
 
@@ -45,61 +46,65 @@ public struct JobEvents: Sendable {
         ])
         return try replies[0].get().string ?? ""
     }
-
-    /// Reads events after `lastID` ("0" for all), waiting up to `block` for new ones.
-    public func read(_ job: JobID, after lastID: String, block: Duration, count: Int = 256) async throws -> [JobEvent] {
-        try await client.streamRead(key(job), after: lastID, count: count, block: TimeAmount(block))
-    }
 }
 
 extension JobEvents {
     /// Follows a job's events after `lastID` ("0": from the start), in order: `onBatch` gets each
-    /// batch of new events and returns whether to go on; `onIdle` runs whenever nothing came for
-    /// `idle` (so at most `idle` passes without one or the other) and returns whether to go on.
-    /// Between batches the reader waits on the stream's announcements; before each `onIdle` it
-    /// reads once more, so an announcement lost while the subscriber reconnected delays events
-    /// by at most `idle`.
+    /// batch of new events and returns whether to go on; `onIdle` runs once nothing came for half
+    /// of `idle` (so never more than `idle` passes without one or the other) and returns whether
+    /// to go on. Between batches the reader waits on the stream's announcements; before each
+    /// `onIdle` it reads once more, so an announcement lost while the subscriber reconnected
+    /// delays events by at most `idle`.
     public func follow(
         _ job: JobID, after lastID: String, idle: Duration,
         onBatch: ([JobEvent]) async throws -> Bool,
         onIdle: () async throws -> Bool
     ) async throws {
         try await subscriber.subscribe(to: [key(job)], buffer: 1) { announcements in
-            // One stream of wake-ups: announcements (true), and ticks twice per idle interval (false).
-            let (wakeups, wake) = AsyncStream.makeStream(of: Bool.self, bufferingPolicy: .bufferingNewest(1))
+            // Wake-ups come from announcements and from ticks twice per idle interval; a tick
+            // never hides an announcement, which is also noted in `announced`.
+            let announced = NIOLockedValueBox(true)  // read once before waiting
+            let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    for await _ in announcements { wake.yield(true) }
+                    for await _ in announcements {
+                        announced.withLockedValue { $0 = true }
+                        wake.yield()
+                    }
                 }
                 group.addTask {
                     while true {
                         try await Task.sleep(for: idle / 2)
-                        wake.yield(false)
+                        wake.yield()
                     }
                 }
                 defer { group.cancelAll() }
                 var lastID = lastID
-                var lastActivity = ContinuousClock.now
+                // When the caller last heard something: events or an idle call.
+                var lastHeard = ContinuousClock.now
                 var iterator = wakeups.makeAsyncIterator()
-                var wakeup: Bool? = true  // read once before waiting
-                while let announced = wakeup {
-                    // Read on an announcement, and on a tick once it has been quiet for half the interval.
-                    if announced || ContinuousClock.now - lastActivity >= idle / 2 {
-                        let batch = try await client.streamRead(key(job), after: lastID, count: 256)
-                        lastActivity = .now
-                        if let last = batch.last {
-                            lastID = last.id
-                            guard try await onBatch(batch) else { return }
-                            if batch.count == 256 {  // more may be waiting
-                                wakeup = true
-                                continue
-                            }
-                        } else if !announced {
-                            guard try await onIdle() else { return }
-                        }
+                repeat {
+                    let wasAnnounced = announced.withLockedValue { value in
+                        defer { value = false }
+                        return value
                     }
-                    wakeup = await iterator.next()
-                }
+                    let quiet = ContinuousClock.now - lastHeard >= idle / 2
+                    guard wasAnnounced || quiet else { continue }
+                    // Before an idle call, read once more: an announcement may have been lost
+                    // while the subscriber reconnected.
+                    while true {
+                        let batch = try await client.streamRead(key(job), after: lastID, count: 256)
+                        guard let last = batch.last else { break }
+                        lastID = last.id
+                        lastHeard = .now
+                        guard try await onBatch(batch) else { return }
+                        if batch.count < 256 { break }
+                    }
+                    if ContinuousClock.now - lastHeard >= idle / 2 {
+                        lastHeard = .now
+                        guard try await onIdle() else { return }
+                    }
+                } while await iterator.next() != nil
             }
         }
     }

@@ -38,10 +38,10 @@ public struct TokenBudget: Sendable {
     public func settle(reserved: Int, used: Int, in buckets: [Bucket], once: String? = nil) async throws {
         guard let first = buckets.first, used != reserved else { return }
         // The marker shares the first bucket's hash tag, so the script stays in one cluster slot.
-        let marker = once.map { "\(first.key):settled:\($0)" } ?? ""
+        let marker = once.map { ["\(first.key):settled:\($0)"] } ?? []
         try await redis.run(
-            Self.settleScript, keys: [marker] + buckets.map(\.key),
-            arguments: [used - reserved] + buckets.map { 60000 / Double(max(1, $0.perMinute)) })
+            Self.settleScript, keys: buckets.map(\.key) + marker,
+            arguments: [reserved, used, marker.count] + buckets.map { 60000 / Double(max(1, $0.perMinute)) })
     }
 
     /// KEYS buckets; ARGV tokens, then each bucket's milliseconds per token. Returns
@@ -65,20 +65,24 @@ public struct TokenBudget: Sendable {
         return {0, 0}
         """)
 
-    /// KEYS a marker ('' for none), then the buckets; ARGV tokens to add (negative: to give
-    /// back), then each bucket's milliseconds per token. A bucket never goes below empty.
+    /// KEYS the buckets, then the marker if any; ARGV tokens reserved, tokens used, 1 if there is
+    /// a marker, then each bucket's milliseconds per token. Each bucket was charged at most its
+    /// own minute of tokens; it gets the difference to what was used (capped the same way) and
+    /// never goes below empty.
     static let settleScript = RedisScript("""
-        if KEYS[1] ~= '' and not redis.call('SET', KEYS[1], '1', 'NX', 'PX', 86400000) then return 0 end
+        local buckets = #KEYS - tonumber(ARGV[3])
+        if tonumber(ARGV[3]) == 1 and not redis.call('SET', KEYS[#KEYS], '1', 'NX', 'PX', 86400000) then return 0 end
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-        local delta = tonumber(ARGV[1])
-        for i = 2, #KEYS do
-          local key = KEYS[i]
-          local tat = math.max(tonumber(redis.call('GET', key) or '0'), now) + delta * tonumber(ARGV[i])
+        for i = 1, buckets do
+          local interval = tonumber(ARGV[i + 3])
+          local capacity = math.floor(60000 / interval + 0.5)
+          local delta = math.min(tonumber(ARGV[2]), capacity) - math.min(tonumber(ARGV[1]), capacity)
+          local tat = math.max(tonumber(redis.call('GET', KEYS[i]) or '0'), now) + delta * interval
           if tat > now then
-            redis.call('SET', key, tostring(tat), 'PX', math.ceil(tat - now) + 1000)
+            redis.call('SET', KEYS[i], tostring(tat), 'PX', math.ceil(tat - now) + 1000)
           else
-            redis.call('DEL', key)
+            redis.call('DEL', KEYS[i])
           end
         end
         return 0

@@ -58,7 +58,9 @@ public struct ChatJobHandler: JobHandler {
         do {
             for try await part in provider.streamChat(messages: chat.messages, options: chat.options) {
                 switch part {
-                case .text(let text):
+                case .text(let raw):
+                    // PostgreSQL's text cannot hold NUL: the model's are dropped before anyone sees them.
+                    let text = raw.contains("\u{0}") ? raw.replacingOccurrences(of: "\u{0}", with: "") : raw
                     completionPieces += 1
                     let before = answer.utf8.count
                     let seen = streamedSoFar.utf8.count

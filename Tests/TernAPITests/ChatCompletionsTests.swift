@@ -47,6 +47,26 @@ import TernTestSupport
         return (object?["error"] as? [String: Any])?["code"] as? String
     }
 
+    @Test func refusesBodiesNotDeclaredJSONAndNULs() async throws {
+        try await withAPI { fixture in
+            try await Application(router: fixture.api.router()).test(.router) { client in
+                let body = #"{"model":"test-model","messages":[{"role":"user","content":"Hi"}]}"#
+                // A cross-site form can send text/plain without asking; it is refused before anything runs.
+                var (headers, buffer) = request(fixture.key, body)
+                headers[.contentType] = "text/plain"
+                try await client.execute(uri: "/v1/chat/completions", method: .post, headers: headers, body: buffer) { response in
+                    #expect(response.status == .unsupportedMediaType)
+                    #expect(errorCode(response) == "unsupported_media_type")
+                }
+                // NUL, escaped or as UTF-16, never reaches PostgreSQL.
+                (headers, buffer) = request(fixture.key, #"{"model":"test-model","messages":[{"role":"user","content":"a\u0000b"}]}"#)
+                try await client.execute(uri: "/v1/chat/completions", method: .post, headers: headers, body: buffer) { #expect($0.status == .badRequest) }
+                let utf16 = ByteBuffer(bytes: Array(body.utf16).flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] })
+                try await client.execute(uri: "/v1/chat/completions", method: .post, headers: headers, body: utf16) { #expect($0.status == .badRequest) }
+            }
+        }
+    }
+
     @Test func healthAndAuthentication() async throws {
         try await withAPI { fixture in
             let app = Application(router: fixture.api.router())

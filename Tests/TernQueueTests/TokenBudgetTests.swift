@@ -33,6 +33,9 @@ import TernTestSupport
             let bucket = TokenBudget.Bucket(key: "\(TestServices.uniqueName("tokens")):{u}:key", perMinute: 100)
             try await budget.reserve(5000, in: [bucket])
             await #expect(throws: RateLimitRefusal.self) { try await budget.reserve(1, in: [bucket]) }
+            // It was charged the bucket's 100, not 5000: using 150 gives nothing back.
+            try await budget.settle(reserved: 5000, used: 150, in: [bucket])
+            await #expect(throws: RateLimitRefusal.self) { try await budget.reserve(1, in: [bucket]) }
         }
     }
 }
