@@ -2,6 +2,8 @@ import Foundation
 import Hummingbird
 import HummingbirdBcrypt
 import Logging
+import NIOConcurrencyHelpers
+import NIOCore
 import NIOPosix
 import TernRedis
 import TernStore
@@ -30,8 +32,11 @@ extension API {
     /// `GET /v1/auth/session`. Passwords are bcrypt-hashed off the event loops.
     func addAccountRoutes(to router: Router<BasicRequestContext>) {
         router.post("/v1/auth/signup") { request, _ in
+            guard configuration.allowSignup else {
+                throw APIError(.forbidden, code: "signup_closed", message: "Sign-up is closed on this server.")
+            }
             let (email, password) = try await credentials(request, checkStrength: true)
-            let hash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(password, cost: configuration.bcryptCost) }
+            let hash = try await PasswordHashing.run { Bcrypt.hash(password, cost: configuration.bcryptCost) }
             guard let user = try await store.createUser(email: email, passwordHash: hash) else {
                 throw APIError(.conflict, code: "email_taken", message: "An account with this e-mail already exists.", param: "email")
             }
@@ -51,7 +56,7 @@ extension API {
             }
             let account = try await store.credentials(email: email)
             // An unknown e-mail costs a hash too, so timing does not tell which accounts exist.
-            let matches = try await NIOThreadPool.singleton.runIfActive {
+            let matches = try await PasswordHashing.run {
                 guard let hash = account?.passwordHash else {
                     _ = Bcrypt.hash(password, cost: configuration.bcryptCost)
                     return false
@@ -144,4 +149,27 @@ struct LoginAttempts: Sendable {
         end
         return {n, ttl}
         """)
+}
+
+/// bcrypt off the event loops, a bounded number at a time: a flood of log-ins gets a fast 503
+/// instead of a queue of hashes that makes every log-in wait.
+enum PasswordHashing {
+    /// Hashes running or waiting for a thread.
+    private static let inFlight = NIOLockedValueBox(0)
+    static let maximumInFlight = 2 * System.coreCount
+
+    static func run<Result: Sendable>(_ work: @escaping @Sendable () -> Result) async throws -> Result {
+        let admitted = inFlight.withLockedValue { count in
+            guard count < maximumInFlight else { return false }
+            count += 1
+            return true
+        }
+        guard admitted else {
+            var error = APIError(.serviceUnavailable, type: "server_error", code: "busy", message: "Too many log-ins at once; try again shortly.")
+            error.headers[.retryAfter] = "1"
+            throw error
+        }
+        defer { inFlight.withLockedValue { $0 -= 1 } }
+        return try await NIOThreadPool.singleton.runIfActive(work)
+    }
 }

@@ -46,6 +46,8 @@ public struct API: Sendable {
         /// before any work is done for them; other endpoints are not affected. `nil`: no check
         /// (the queue's own maximum backlog still applies).
         public var admissionBacklog: Int? = 8_000
+        /// Whether anyone may sign up (`POST /v1/auth/signup`); off: 403 `signup_closed`.
+        public var allowSignup = true
         /// bcrypt's cost factor for new passwords (each step doubles the work).
         public var bcryptCost: UInt8 = 12
         /// How long a browser session lasts, in seconds.

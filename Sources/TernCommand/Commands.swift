@@ -56,6 +56,7 @@ struct APICommand: AsyncParsableCommand {
         configuration.tokensPerMinutePerUser = tokensPerUser > 0 ? tokensPerUser : nil
         configuration.bcryptCost = UInt8(clamping: max(4, min(31, try environment.int("TERN_BCRYPT_COST", default: 12))))
         configuration.secureCookies = environment["TERN_SECURE_COOKIES"] == "1"
+        configuration.allowSignup = environment["TERN_SIGNUP"] != "0"
         let admission = try environment.int("TERN_ADMISSION_BACKLOG", default: 8_000)
         configuration.admissionBacklog = admission > 0 ? admission : nil
         let postgres = PostgresClient(configuration: try environment.database, backgroundLogger: logger)

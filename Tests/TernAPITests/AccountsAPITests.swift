@@ -134,4 +134,21 @@ import TernTestSupport
             }
         }
     }
+
+    @Test func signUpCanBeClosed() async throws {
+        try await TestServices.withStore { store in
+            try await TestServices.withRedis { (redis: RedisClient) async throws in
+                var configuration = Self.configuration
+                configuration.allowSignup = false
+                let api = testAPI(store, redis, configuration: configuration).api
+                try await Application(router: api.router()).test(.router) { client in
+                    try await client.execute(uri: "/v1/auth/signup", method: .post, headers: Self.jsonBody,
+                                             body: Self.credentials(TestServices.uniqueName("closed") + "@example.com", "long enough")) { response in
+                        #expect(response.status == .forbidden)
+                        #expect((object(response)["error"] as? [String: Any])?["code"] as? String == "signup_closed")
+                    }
+                }
+            }
+        }
+    }
 }
