@@ -23,6 +23,7 @@ struct MockLLM: AsyncParsableCommand {
         let tokens = self.tokens
         let delay = Duration.milliseconds(delayMilliseconds)
         let stats = RequestStats()
+        let faults = FaultCounts()
         router.get("/health") { _, _ in "ok" }
         router.get("/stats") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try stats.json())))
@@ -46,6 +47,13 @@ struct MockLLM: AsyncParsableCommand {
             }
             let count = min(tokens, (object["max_tokens"] as? Int) ?? tokens)
             let model = (object["model"] as? String) ?? "mock"
+            let fault = MockFault(model: model)
+            if let status = fault.status, faults.shouldFail(model, times: fault.times) {
+                var headers: HTTPFields = [.contentType: "application/json"]
+                if let seconds = fault.retryAfter { headers[.retryAfter] = String(seconds) }
+                return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(
+                    string: #"{"error":{"message":"injected fault","type":"server_error","code":"mock_fault"}}"#)))
+            }
             let pieces = Self.answer(count: count)
             let promptTokens = ((object["messages"] as? [[String: Any]]) ?? []).reduce(0) { $0 + (($1["content"] as? String)?.split(separator: " ").count ?? 0) }
             let usage: [String: Int] = ["prompt_tokens": promptTokens, "completion_tokens": count, "total_tokens": promptTokens + count]
@@ -61,10 +69,19 @@ struct MockLLM: AsyncParsableCommand {
             }
             ended = true  // the stream ends the request when its last byte is written
             let includeUsage = (object["stream_options"] as? [String: Any])?["include_usage"] as? Bool == true
+            let gap = fault.slowMilliseconds.map { Duration.milliseconds($0) } ?? delay
             return Response(status: .ok, headers: [.contentType: "text/event-stream"], body: .init { writer in
                 defer { stats.end() }
-                for piece in pieces {
-                    if delay > .zero { try await Task.sleep(for: delay) }
+                for (index, piece) in pieces.enumerated() {
+                    if index == fault.after {
+                        switch fault.mode {
+                        case "hang": try await Task.sleep(for: .seconds(3600))  // until the client gives up
+                        case "disconnect": throw MockFault.Disconnect()  // closes the connection mid-body
+                        case "malformed": try await writer.write(ByteBuffer(string: "data: {\"choices\": [unterminated\n\n"))
+                        default: break
+                        }
+                    }
+                    if gap > .zero { try await Task.sleep(for: gap) }
                     try await writer.write(Self.event(["choices": [["index": 0, "delta": ["content": piece], "finish_reason": NSNull()]], "model": model]))
                 }
                 try await writer.write(Self.event(["choices": [["index": 0, "delta": [String: String](), "finish_reason": finish]], "model": model]))
@@ -120,6 +137,59 @@ struct MockLLM: AsyncParsableCommand {
         buffer.writeBytes(try JSONSerialization.data(withJSONObject: object))
         buffer.writeString("\n\n")
         return buffer
+    }
+}
+
+/// A fault the mock injects, asked for in the request's model name (the worker sends its
+/// deployment's upstream model name, so a test picks the fault by configuring it):
+/// `mock:status=429,retry-after=1,times=2,id=X` answers 429 (with `Retry-After: 1`) to the first
+/// two requests naming exactly that model, then answers normally; `mock:hang,after=3` stops
+/// sending after 3 pieces (`after=0`: before the first); `mock:disconnect,after=3` drops the
+/// connection there; `mock:malformed,after=3` sends an event that is not JSON there;
+/// `mock:slow=200` waits 200 ms between pieces.
+struct MockFault {
+    struct Disconnect: Error {}
+
+    var status: Int?
+    var retryAfter: Int?
+    var times: Int?
+    /// hang, disconnect or malformed.
+    var mode: String?
+    /// The piece before which `mode` strikes.
+    var after = 0
+    var slowMilliseconds: Int?
+
+    init(model: String) {
+        guard model.hasPrefix("mock:") else { return }
+        for option in model.dropFirst("mock:".count).split(separator: ",") {
+            let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
+            let value = parts.count == 2 ? Int(parts[1]) : nil
+            switch parts[0] {
+            case "status": status = value
+            case "retry-after": retryAfter = value
+            case "times": times = value
+            case "after": after = value ?? 0
+            case "slow": slowMilliseconds = value
+            case "hang", "disconnect", "malformed": mode = parts[0]
+            default: break
+            }
+        }
+        if mode != nil, after < 0 { after = 0 }
+        if mode == nil { after = -1 }
+    }
+}
+
+/// How many requests each faulty model name has failed, for `times`.
+final class FaultCounts: Sendable {
+    private let counts = NIOLockedValueBox<[String: Int]>([:])
+
+    /// Whether this request fails: always without `times`, else only the first `times`.
+    func shouldFail(_ model: String, times: Int?) -> Bool {
+        guard let times else { return true }
+        return counts.withLockedValue { counts in
+            counts[model, default: 0] += 1
+            return counts[model]! <= times
+        }
     }
 }
 

@@ -1,0 +1,61 @@
+import Foundation
+import Testing
+import TernAI
+import TernTestSupport
+
+/// The faults `tern mock-llm` injects (asked for in the model name), as the provider reports them.
+@Suite struct MockFaultTests {
+    /// Streams one request for `model`; returns the text pieces before the end and how it ended.
+    func stream(_ model: String) async -> (pieces: [String], error: (any Error)?) {
+        let provider = OpenAIProvider(configuration: .init(baseURL: TestServices.llmURL, model: model))
+        var pieces: [String] = []
+        do {
+            for try await part in provider.streamChat(messages: [ChatMessage(role: "user", content: "hi")], options: GenerationOptions(maxTokens: 6)) {
+                if case .text(let text) = part { pieces.append(text) }
+            }
+            return (pieces, nil)
+        } catch {
+            return (pieces, error)
+        }
+    }
+
+    func code(_ error: (any Error)?) -> ProviderError.Code? { (error as? ProviderError)?.code }
+
+    @Test func statusCodesFailOnlyTheirFirstRequests() async throws {
+        let model = "mock:status=429,retry-after=1,times=2,id=\(UUID().uuidString)"
+        #expect(code(await stream(model).error) == .upstreamStatus(429))
+        #expect(code(await stream(model).error) == .upstreamStatus(429))
+        let third = await stream(model)
+        #expect(third.error == nil)
+        #expect(third.pieces.joined() == "Mock answer token 1 token 2 token 3 token 4 token 5")
+        #expect(code(await stream("mock:status=503").error) == .upstreamStatus(503))
+    }
+
+    @Test func aDisconnectMidStreamIsATruncatedAnswer() async throws {
+        let result = await stream("mock:disconnect,after=2")
+        #expect(result.pieces == ["Mock answer", " token 1"])
+        #expect(code(result.error) == .truncated)
+    }
+
+    @Test func malformedEventsAreReported() async throws {
+        let result = await stream("mock:malformed,after=2")
+        #expect(result.pieces == ["Mock answer", " token 1"])
+        #expect(code(result.error) == .malformedResponse)
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aHangingStreamEndsWhenItsReaderStops() async throws {
+        let provider = OpenAIProvider(configuration: .init(baseURL: TestServices.llmURL, model: "mock:hang,after=1"))
+        let (firstPiece, received) = AsyncStream.makeStream(of: String.self)
+        let reader = Task {
+            for try await part in provider.streamChat(messages: [ChatMessage(role: "user", content: "hi")], options: .init()) {
+                if case .text(let text) = part { received.yield(text) }
+            }
+        }
+        // The first piece comes; then the upstream hangs until the reader gives up.
+        var pieces = firstPiece.makeAsyncIterator()
+        #expect(await pieces.next() == "Mock answer")
+        // Stopping ends the stream at once (and aborts the upstream request), hung or not.
+        reader.cancel()
+        try await reader.value
+    }
+}
