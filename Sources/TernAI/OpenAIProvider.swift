@@ -18,6 +18,12 @@ public struct OpenAIProvider: Sendable {
         /// Limit on waiting for the response head, connection attempts included (an unreachable
         /// upstream is retried until then). Gaps between streamed pieces are not bounded yet.
         public var headTimeout: TimeAmount = .seconds(60)
+        /// Calls per request, the first included, while nothing has been streamed (see `runRetrying`).
+        public var maximumAttempts = 3
+        /// The first retry's wait before jitter; each further one doubles it.
+        public var retryBaseDelay: Duration = .milliseconds(250)
+        /// The longest wait before a retry, even when the upstream's `Retry-After` asks for more.
+        public var maximumRetryDelay: Duration = .seconds(10)
 
         public init(baseURL: String, apiKey: String? = nil, model: String) {
             self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
@@ -50,13 +56,35 @@ public struct OpenAIProvider: Sendable {
             // consumer stops iterating (onTermination), which aborts the HTTP request.
             let task = Task {
                 do {
-                    try await run(messages: messages, options: options) { continuation.yield($0) }
+                    try await runRetrying(messages: messages, options: options) { continuation.yield($0) }
                     continuation.finish()
                 } catch {
                     continuation.finish(throwing: error)
                 }
             }
             continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// Runs the call, and again after a failure that may pass (unreachable, 429, 5xx, a stream
+    /// cut short) as long as nothing was streamed yet: then the client sees one whole answer.
+    /// Waits with exponential backoff and jitter, or as long as the upstream's `Retry-After`
+    /// asks (up to `maximumRetryDelay`). Once a piece was streamed, a failure ends the call: a
+    /// retry could not continue the answer without repeating or changing it.
+    private func runRetrying(messages: [ChatMessage], options: GenerationOptions, yield: (ChatStreamPart) -> Void) async throws {
+        var attempt = 1
+        while true {
+            var streamed = false
+            do {
+                return try await run(messages: messages, options: options) { part in
+                    streamed = true
+                    yield(part)
+                }
+            } catch let error as ProviderError where !streamed && error.mayPassOnRetry && attempt < configuration.maximumAttempts {
+                let backoff = configuration.retryBaseDelay * Double(1 << min(attempt - 1, 10)) * Double.random(in: 0.5...1.5)
+                try await Task.sleep(for: min(error.retryAfter ?? backoff, configuration.maximumRetryDelay))
+                attempt += 1
+            }
         }
     }
 
@@ -77,7 +105,9 @@ public struct OpenAIProvider: Sendable {
         }
         guard response.status == .ok else {
             let text = (try? await response.body.collect(upTo: 16 * 1024)).map { String(buffer: $0) } ?? ""
-            throw ProviderError(.upstreamStatus(Int(response.status.code)), "upstream answered \(response.status.code): \(text.prefix(300))")
+            var error = ProviderError(.upstreamStatus(Int(response.status.code)), "upstream answered \(response.status.code): \(text.prefix(300))")
+            error.retryAfter = response.headers.first(name: "Retry-After").flatMap { Int($0) }.map { .seconds(max(0, $0)) }
+            throw error
         }
         var parser = ServerSentEventsParser()
         var finishReason: String?
@@ -216,6 +246,18 @@ public struct ProviderError: Error, CustomStringConvertible {
     public let code: Code
     /// Details for logs; may quote the upstream's answer, so it is not shown to clients.
     public let message: String
+    /// How long the upstream asked to wait (its `Retry-After`), if it did.
+    public var retryAfter: Duration?
+
+    /// Whether the same call may succeed later: the upstream was unreachable, throttled,
+    /// failing (5xx), or cut the stream short.
+    var mayPassOnRetry: Bool {
+        switch code {
+        case .unreachable, .truncated: true
+        case .upstreamStatus(let status): status == 429 || status >= 500
+        case .upstreamError, .malformedResponse: false
+        }
+    }
     init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message

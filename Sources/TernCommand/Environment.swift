@@ -63,6 +63,7 @@ struct Environment {
         var configuration = OpenAIProvider.Configuration(
             baseURL: self["TERN_LLM_BASE_URL"]!, apiKey: self["TERN_LLM_API_KEY"], model: self["TERN_LLM_MODEL"] ?? model)
         if let seconds = values["TERN_LLM_TIMEOUT_SECONDS"].flatMap(Int64.init) { configuration.headTimeout = .seconds(seconds) }
+        if let attempts = values["TERN_LLM_ATTEMPTS"].flatMap(Int.init), attempts > 0 { configuration.maximumAttempts = attempts }
         return configuration
     }
 

@@ -70,10 +70,12 @@ struct MockLLM: AsyncParsableCommand {
             ended = true  // the stream ends the request when its last byte is written
             let includeUsage = (object["stream_options"] as? [String: Any])?["include_usage"] as? Bool == true
             let gap = fault.slowMilliseconds.map { Duration.milliseconds($0) } ?? delay
+            // `times` limits these faults too: the first N requests naming the model get them.
+            let strikeAt = fault.mode != nil && faults.shouldFail(model, times: fault.times) ? fault.after : -1
             return Response(status: .ok, headers: [.contentType: "text/event-stream"], body: .init { writer in
                 defer { stats.end() }
                 for (index, piece) in pieces.enumerated() {
-                    if index == fault.after {
+                    if index == strikeAt {
                         switch fault.mode {
                         case "hang": try await Task.sleep(for: .seconds(3600))  // until the client gives up
                         case "disconnect": throw MockFault.Disconnect()  // closes the connection mid-body
@@ -143,7 +145,7 @@ struct MockLLM: AsyncParsableCommand {
 /// A fault the mock injects, asked for in the request's model name (the worker sends its
 /// deployment's upstream model name, so a test picks the fault by configuring it):
 /// `mock:status=429,retry-after=1,times=2,id=X` answers 429 (with `Retry-After: 1`) to the first
-/// two requests naming exactly that model, then answers normally; `mock:hang,after=3` stops
+/// two requests naming exactly that model, then answers normally (`times` limits every fault); `mock:hang,after=3` stops
 /// sending after 3 pieces (`after=0`: before the first); `mock:disconnect,after=3` drops the
 /// connection there; `mock:malformed,after=3` sends an event that is not JSON there;
 /// `mock:slow=200` waits 200 ms between pieces.

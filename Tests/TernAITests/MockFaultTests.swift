@@ -3,11 +3,16 @@ import Testing
 import TernAI
 import TernTestSupport
 
-/// The faults `tern mock-llm` injects (asked for in the model name), as the provider reports them.
+/// The faults `tern mock-llm` injects (asked for in the model name), as the provider reports
+/// them, and the provider's transparent retries while nothing has been streamed.
 @Suite struct MockFaultTests {
-    /// Streams one request for `model`; returns the text pieces before the end and how it ended.
-    func stream(_ model: String) async -> (pieces: [String], error: (any Error)?) {
-        let provider = OpenAIProvider(configuration: .init(baseURL: TestServices.llmURL, model: model))
+    /// Streams one request for `model` with up to `attempts` calls; returns the text pieces before
+    /// the end and how it ended.
+    func stream(_ model: String, attempts: Int = 1) async -> (pieces: [String], error: (any Error)?) {
+        var configuration = OpenAIProvider.Configuration(baseURL: TestServices.llmURL, model: model)
+        configuration.maximumAttempts = attempts
+        configuration.retryBaseDelay = .milliseconds(20)
+        let provider = OpenAIProvider(configuration: configuration)
         var pieces: [String] = []
         do {
             for try await part in provider.streamChat(messages: [ChatMessage(role: "user", content: "hi")], options: GenerationOptions(maxTokens: 6)) {
@@ -35,6 +40,31 @@ import TernTestSupport
         let result = await stream("mock:disconnect,after=2")
         #expect(result.pieces == ["Mock answer", " token 1"])
         #expect(code(result.error) == .truncated)
+    }
+
+    static let wholeAnswer = "Mock answer token 1 token 2 token 3 token 4 token 5"
+
+    @Test func throttlingIsRetriedAfterRetryAfterWhileNothingWasStreamed() async throws {
+        let started = ContinuousClock.now
+        let result = await stream("mock:status=429,retry-after=1,times=2,id=\(UUID().uuidString)", attempts: 3)
+        #expect(result.error == nil)
+        #expect(result.pieces.joined() == Self.wholeAnswer)
+        #expect(ContinuousClock.now - started >= .seconds(2))  // it waited as asked, twice
+    }
+
+    @Test func aStreamCutBeforeItsFirstPieceIsRetriedOneCutLaterIsNot() async throws {
+        let retried = await stream("mock:disconnect,after=0,times=1,id=\(UUID().uuidString)", attempts: 3)
+        #expect(retried.error == nil)
+        #expect(retried.pieces.joined() == Self.wholeAnswer)
+        // After a piece was streamed, a retry would repeat it: the call fails instead.
+        let cut = await stream("mock:disconnect,after=2", attempts: 3)
+        #expect(cut.pieces == ["Mock answer", " token 1"])
+        #expect(code(cut.error) == .truncated)
+    }
+
+    @Test func retriesStopAfterTheLastAttempt() async throws {
+        #expect(code(await stream("mock:status=503", attempts: 3).error) == .upstreamStatus(503))
+        #expect(code(await stream("mock:status=400", attempts: 3).error) == .upstreamStatus(400))
     }
 
     @Test func malformedEventsAreReported() async throws {
