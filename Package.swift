@@ -177,7 +177,15 @@ let package = Package(
             dependencies: ["TernStore", "TernTestSupport", .product(name: "PostgresNIO", package: "postgres-nio")],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "TernAITests", dependencies: ["TernAI", "TernTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TernAITests",
+            dependencies: [
+                "TernAI", "TernTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "TernAPITests",
             dependencies: [

@@ -16,7 +16,8 @@ public struct OpenAIProvider: Sendable {
         /// The model name the upstream expects.
         public var model: String
         /// Limit on waiting for the response head, connection attempts included (an unreachable
-        /// upstream is retried until then). Gaps between streamed pieces are not bounded yet.
+        /// upstream is retried until then). Gaps between pieces are bounded by the HTTP client's
+        /// read timeout (`httpClient(connections:gapTimeout:)`).
         public var headTimeout: TimeAmount = .seconds(60)
         /// Calls per request, the first included, while nothing has been streamed (see `runRetrying`).
         public var maximumAttempts = 3
@@ -42,9 +43,12 @@ public struct OpenAIProvider: Sendable {
 
     /// An HTTP client for upstream calls that keeps up to `connections` connections to each
     /// host: one per call a worker runs at once, so calls never queue inside the client (the
-    /// shared client allows 8). Shut it down when the process ends.
-    public static func httpClient(connections: Int) -> HTTPClient {
+    /// shared client allows 8). A call whose upstream sends nothing for `gapTimeout` (before
+    /// the answer's head, or between pieces) fails: a hung model server cannot hold a job.
+    /// Shut it down when the process ends.
+    public static func httpClient(connections: Int, gapTimeout: TimeAmount = .seconds(60)) -> HTTPClient {
         var configuration = HTTPClient.Configuration.singletonConfiguration
+        configuration.timeout.read = gapTimeout
         configuration.connectionPool = .init(idleTimeout: .seconds(600), concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, connections))
         return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }

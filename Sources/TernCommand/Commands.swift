@@ -88,7 +88,8 @@ struct WorkerCommand: AsyncParsableCommand {
         let redis = RedisClient(configuration: try environment.redis, logger: logger)
         let queue = try environment.queue(redis)
         try await queue.setLimits(try environment.providerLimits, for: environment.model)
-        let httpClient = OpenAIProvider.httpClient(connections: configuration.concurrency)
+        let httpClient = OpenAIProvider.httpClient(
+            connections: configuration.concurrency, gapTimeout: .seconds(Int64(try environment.int("TERN_LLM_GAP_TIMEOUT_SECONDS", default: 60))))
         let chat = ChatJobHandler(
             events: JobEvents(queue: queue), store: Store(client: postgres, logger: logger),
             provider: OpenAIProvider(configuration: environment.provider, httpClient: httpClient), budget: TokenBudget(redis: redis), logger: logger)

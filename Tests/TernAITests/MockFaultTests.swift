@@ -1,4 +1,6 @@
+import AsyncHTTPClient
 import Foundation
+import NIOCore
 import Testing
 import TernAI
 import TernTestSupport
@@ -87,5 +89,30 @@ import TernTestSupport
         // Stopping ends the stream at once (and aborts the upstream request), hung or not.
         reader.cancel()
         try await reader.value
+    }
+
+    @Test func aHungUpstreamTimesOutAndIsRetriedOnlyBeforeItsFirstPiece() async throws {
+        let client = OpenAIProvider.httpClient(connections: 4, gapTimeout: .seconds(1))
+        func stream(_ model: String) async -> (pieces: [String], error: (any Error)?) {
+            var configuration = OpenAIProvider.Configuration(baseURL: TestServices.llmURL, model: model)
+            configuration.retryBaseDelay = .milliseconds(20)
+            var pieces: [String] = []
+            do {
+                for try await part in OpenAIProvider(configuration: configuration, httpClient: client)
+                    .streamChat(messages: [ChatMessage(role: "user", content: "hi")], options: GenerationOptions(maxTokens: 6)) {
+                    if case .text(let text) = part { pieces.append(text) }
+                }
+                return (pieces, nil)
+            } catch {
+                return (pieces, error)
+            }
+        }
+        let retried = await stream("mock:hang,after=0,times=1,id=\(UUID().uuidString)")
+        let cut = await stream("mock:hang,after=2")
+        try await client.shutdown()
+        #expect(retried.error == nil)
+        #expect(retried.pieces.joined() == Self.wholeAnswer)
+        #expect(cut.pieces == ["Mock answer", " token 1"])
+        #expect(code(cut.error) == .truncated)
     }
 }
