@@ -127,9 +127,7 @@ extension API {
 
     private func streamResponse(job: JobID, format: CompletionFormat, includeUsage: Bool, headers: HTTPFields) -> Response {
         var headers = headers
-        headers[.contentType] = "text/event-stream"
-        headers[.cacheControl] = "no-cache"
-        headers[.init("X-Accel-Buffering")!] = "no"
+        headers.append(contentsOf: HTTPFields.eventStream)
         let deadline = ContinuousClock.now + configuration.answerTimeout
         return Response(status: .ok, headers: headers, body: .init { writer in
             OpenStreams.meter.increment()
@@ -159,7 +157,7 @@ extension API {
                     guard ContinuousClock.now < deadline else {
                         // The job is still queued or stalled: end the stream instead of waiting forever.
                         // The job itself goes on; its events remain readable.
-                        let error = APIError(.gatewayTimeout, type: "server_error", code: "timeout", message: "No answer within \(configuration.answerTimeout).")
+                        let error = APIError.noAnswer(within: configuration.answerTimeout)
                         try await writer.write(format.sse(error.body))
                         throw StreamTimedOut()
                     }
@@ -203,7 +201,7 @@ extension API {
             }
         } onIdle: {
             if ContinuousClock.now > deadline {
-                throw APIError(.gatewayTimeout, type: "server_error", code: "timeout", message: "No answer within \(configuration.answerTimeout).")
+                throw APIError.noAnswer(within: configuration.answerTimeout)
             }
         }
         switch outcome {

@@ -105,7 +105,7 @@ extension API {
             return false
         } onIdle: {
             if ContinuousClock.now > deadline {
-                throw APIError(.gatewayTimeout, type: "server_error", code: "timeout", message: "No answer within \(configuration.answerTimeout).")
+                throw APIError.noAnswer(within: configuration.answerTimeout)
             }
         }
         guard let embeddings = try result?.get() else { throw APIError(.internalServerError, type: "server_error", code: "internal_error", message: "The job ended without vectors.") }

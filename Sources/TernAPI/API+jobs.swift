@@ -110,8 +110,7 @@ extension API {
     /// The job's events as Server-Sent Events, each with its id, from after `lastID`, until the
     /// job ends. Any API instance can serve any part of it: the events live in Redis.
     private func jobEvents(_ job: JobID, after lastID: String) throws -> Response {
-        var headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
-        headers[.init("X-Accel-Buffering")!] = "no"
+        let headers = HTTPFields.eventStream
         let deadline = ContinuousClock.now + configuration.answerTimeout
         return Response(status: .ok, headers: headers, body: .init { writer in
             OpenStreams.meter.increment()

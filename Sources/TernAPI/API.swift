@@ -199,6 +199,15 @@ func json(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: H
     return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(value))))
 }
 
+extension HTTPFields {
+    /// Headers of a Server-Sent Events answer: not cached, not buffered by proxies.
+    static var eventStream: HTTPFields {
+        var headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
+        headers[.init("X-Accel-Buffering")!] = "no"
+        return headers
+    }
+}
+
 /// Headers every response carries.
 struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {

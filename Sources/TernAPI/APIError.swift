@@ -65,11 +65,14 @@ public struct APIError: Error, HTTPResponseError, Sendable {
         let seconds = max(1, Int((Double(refusal.retryAfter.components.seconds) + Double(refusal.retryAfter.components.attoseconds) / 1e18).rounded(.up)))
         var error = APIError(.tooManyRequests, type: unit, code: unit == "tokens" ? "tokens_rate_limit_exceeded" : "rate_limit_exceeded",
                              message: "Rate limit of \(refusal.limit) \(unit) a minute reached; retry after \(seconds) s.")
+        error.headers = RateLimitStatus(limit: refusal.limit, remaining: 0, resetSeconds: seconds).headers
         error.headers[.retryAfter] = String(seconds)
-        error.headers[.init("RateLimit-Limit")!] = String(refusal.limit)
-        error.headers[.init("RateLimit-Remaining")!] = "0"
-        error.headers[.init("RateLimit-Reset")!] = String(seconds)
         return error
+    }
+
+    /// A 504: the job gave no answer within `limit` (it goes on; its events stay readable).
+    static func noAnswer(within limit: Duration) -> APIError {
+        APIError(.gatewayTimeout, type: "server_error", code: "timeout", message: "No answer within \(limit).")
     }
 
     static let cancelled = APIError(.conflict, code: "job_cancelled", message: "The job was cancelled before it finished.")
