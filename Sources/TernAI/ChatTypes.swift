@@ -36,3 +36,8 @@ public enum ChatStreamPart: Sendable, Equatable {
     /// The end: why it stopped, and token counts when the upstream reported them.
     case finished(reason: String, promptTokens: Int?, completionTokens: Int?)
 }
+
+extension [ChatMessage] {
+    /// The prompt's length in tokens without a tokenizer: about four bytes of text a token.
+    public var estimatedTokens: Int { reduce(0) { $0 + $1.content.utf8.count } / 4 }
+}

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 
@@ -15,10 +16,13 @@ public struct OpenAIProvider: Sendable {
         public var apiKey: String?
         /// The model name the upstream expects.
         public var model: String
-        /// Limit on waiting for the response head, connection attempts included (an unreachable
-        /// upstream is retried until then). Gaps between pieces are bounded by the HTTP client's
-        /// read timeout (`httpClient(connections:gapTimeout:)`).
-        public var headTimeout: TimeAmount = .seconds(60)
+        /// Limit from sending the request to the first piece of the answer (connection, the
+        /// model reading the prompt, the answer's head). Gaps between pieces are bounded by the
+        /// HTTP client's read timeout (`httpClient(connections:gapTimeout:)`), connecting by its
+        /// connect timeout.
+        public var firstTokenTimeout: Duration = .seconds(60)
+        /// Limit on one call from start to end.
+        public var totalTimeout: Duration = .seconds(600)
         /// Calls per request, the first included, while nothing has been streamed (see `runRetrying`).
         public var maximumAttempts = 3
         /// The first retry's wait before jitter; each further one doubles it.
@@ -44,11 +48,13 @@ public struct OpenAIProvider: Sendable {
     /// An HTTP client for upstream calls that keeps up to `connections` connections to each
     /// host: one per call a worker runs at once, so calls never queue inside the client (the
     /// shared client allows 8). A call whose upstream sends nothing for `gapTimeout` (before
-    /// the answer's head, or between pieces) fails: a hung model server cannot hold a job.
+    /// the answer's head, or between pieces) fails: a hung model server cannot hold a job. So
+    /// does a connection attempt that takes longer than `connectTimeout`.
     /// Shut it down when the process ends.
-    public static func httpClient(connections: Int, gapTimeout: TimeAmount = .seconds(60)) -> HTTPClient {
+    public static func httpClient(connections: Int, gapTimeout: TimeAmount = .seconds(60), connectTimeout: TimeAmount = .seconds(10)) -> HTTPClient {
         var configuration = HTTPClient.Configuration.singletonConfiguration
         configuration.timeout.read = gapTimeout
+        configuration.timeout.connect = connectTimeout
         configuration.connectionPool = .init(idleTimeout: .seconds(600), concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, connections))
         return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
@@ -70,21 +76,28 @@ public struct OpenAIProvider: Sendable {
         }
     }
 
-    /// Runs the call, and again after a failure that may pass (unreachable, 429, 5xx, a stream
-    /// cut short) as long as nothing was streamed yet: then the client sees one whole answer.
-    /// Waits with exponential backoff and jitter, or as long as the upstream's `Retry-After`
-    /// asks (up to `maximumRetryDelay`). Once a piece was streamed, a failure ends the call: a
-    /// retry could not continue the answer without repeating or changing it.
-    private func runRetrying(messages: [ChatMessage], options: GenerationOptions, yield: (ChatStreamPart) -> Void) async throws {
+    private func runRetrying(messages: [ChatMessage], options: GenerationOptions, yield: @escaping @Sendable (ChatStreamPart) -> Void) async throws {
+        try await retrying { progress in
+            try await run(messages: messages, options: options) { part in
+                progress.pieceArrived()
+                yield(part)
+            }
+        }
+    }
+
+    /// Runs a call within its timeouts, and again after a failure that may pass (unreachable,
+    /// timed out, 429, 5xx, a stream cut short) as long as nothing was streamed yet: then the
+    /// client sees one whole answer. Waits with exponential backoff and jitter, or as long as
+    /// the upstream's `Retry-After` asks (up to `maximumRetryDelay`). Once a piece was
+    /// streamed, a failure ends the call: a retry could not continue the answer without
+    /// repeating or changing it.
+    func retrying<Result: Sendable>(_ call: @escaping @Sendable (CallProgress) async throws -> Result) async throws -> Result {
         var attempt = 1
         while true {
-            var streamed = false
+            let progress = CallProgress(configuration: configuration)
             do {
-                return try await run(messages: messages, options: options) { part in
-                    streamed = true
-                    yield(part)
-                }
-            } catch let error as ProviderError where !streamed && error.mayPassOnRetry && attempt < configuration.maximumAttempts {
+                return try await progress.enforcingTimeouts { try await call(progress) }
+            } catch let error as ProviderError where !progress.streamed && error.mayPassOnRetry && attempt < configuration.maximumAttempts {
                 let backoff = configuration.retryBaseDelay * Double(1 << min(attempt - 1, 10)) * Double.random(in: 0.5...1.5)
                 try await Task.sleep(for: min(error.retryAfter ?? backoff, configuration.maximumRetryDelay))
                 attempt += 1
@@ -92,7 +105,7 @@ public struct OpenAIProvider: Sendable {
         }
     }
 
-    private func run(messages: [ChatMessage], options: GenerationOptions, yield: (ChatStreamPart) -> Void) async throws {
+    private func run(messages: [ChatMessage], options: GenerationOptions, yield: @Sendable (ChatStreamPart) -> Void) async throws {
         var request = HTTPClientRequest(url: configuration.baseURL + "/chat/completions")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
@@ -103,15 +116,14 @@ public struct OpenAIProvider: Sendable {
 
         let response: HTTPClientResponse
         do {
-            response = try await httpClient.execute(request, timeout: configuration.headTimeout)
+            response = try await httpClient.execute(request, timeout: configuration.totalTimeout.timeAmount)
         } catch {
+            if Task.isCancelled { throw CancellationError() }
             throw ProviderError(.unreachable, "upstream request failed: \(error)")
         }
         guard response.status == .ok else {
             let text = (try? await response.body.collect(upTo: 16 * 1024)).map { String(buffer: $0) } ?? ""
-            var error = ProviderError(.upstreamStatus(Int(response.status.code)), "upstream answered \(response.status.code): \(text.prefix(300))")
-            error.retryAfter = response.headers.first(name: "Retry-After").flatMap { Int($0) }.map { .seconds(max(0, $0)) }
-            throw error
+            throw ProviderError(status: response, body: text)
         }
         var parser = ServerSentEventsParser()
         var finishReason: String?
@@ -156,6 +168,10 @@ extension OpenAIProvider {
     /// Embeds texts in one upstream request (`POST /embeddings`); the vectors come back in the
     /// order of `inputs`. Throws `ProviderError` for upstream failures.
     public func embed(_ inputs: [String]) async throws -> Embeddings {
+        try await retrying { _ in try await embedOnce(inputs) }
+    }
+
+    private func embedOnce(_ inputs: [String]) async throws -> Embeddings {
         var request = HTTPClientRequest(url: configuration.baseURL + "/embeddings")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
@@ -164,14 +180,14 @@ extension OpenAIProvider {
         let response: HTTPClientResponse
         let body: ByteBuffer
         do {
-            response = try await httpClient.execute(request, timeout: configuration.headTimeout)
+            response = try await httpClient.execute(request, timeout: configuration.totalTimeout.timeAmount)
             body = try await response.body.collect(upTo: Self.maximumEmbeddingsBytes)
         } catch {
             if Task.isCancelled { throw CancellationError() }
             throw ProviderError(.unreachable, "upstream request failed: \(error)")
         }
         guard response.status == .ok else {
-            throw ProviderError(.upstreamStatus(Int(response.status.code)), "upstream answered \(response.status.code): \(String(buffer: body).prefix(300))")
+            throw ProviderError(status: response, body: String(buffer: body))
         }
         guard let decoded = try? JSONDecoder().decode(UpstreamEmbeddings.self, from: Data(body.readableBytesView)) else {
             throw ProviderError(.malformedResponse, "upstream sent an answer that is not a list of embeddings")
@@ -246,6 +262,8 @@ public struct ProviderError: Error, CustomStringConvertible {
         case upstreamError
         case malformedResponse
         case truncated
+        /// No first piece within the first-token timeout, or no end within the total timeout.
+        case timedOut
     }
     public let code: Code
     /// Details for logs; may quote the upstream's answer, so it is not shown to clients.
@@ -257,7 +275,7 @@ public struct ProviderError: Error, CustomStringConvertible {
     /// failing (5xx), or cut the stream short.
     var mayPassOnRetry: Bool {
         switch code {
-        case .unreachable, .truncated: true
+        case .unreachable, .truncated, .timedOut: true
         case .upstreamStatus(let status): status == 429 || status >= 500
         case .upstreamError, .malformedResponse: false
         }
@@ -265,6 +283,12 @@ public struct ProviderError: Error, CustomStringConvertible {
     init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
+    }
+
+    /// An answer other than 200, with its `Retry-After` (in seconds) if it has one.
+    init(status response: HTTPClientResponse, body: String) {
+        self.init(.upstreamStatus(Int(response.status.code)), "upstream answered \(response.status.code): \(body.prefix(300))")
+        retryAfter = response.headers.first(name: "Retry-After").flatMap { Int($0) }.map { .seconds(max(0, $0)) }
     }
     public var description: String { message }
 
@@ -276,6 +300,65 @@ public struct ProviderError: Error, CustomStringConvertible {
         case .upstreamError: "The model server reported an error."
         case .malformedResponse: "The model server sent an answer Tern could not read."
         case .truncated: "The model server stopped in the middle of the answer."
+        case .timedOut: "The model server did not answer in time."
         }
     }
+}
+
+/// One call's progress against its first-token and total deadlines.
+final class CallProgress: Sendable {
+    private struct State {
+        var streamed = false
+        var deadline: ContinuousClock.Instant
+    }
+    private let state: NIOLockedValueBox<State>
+    private let total: ContinuousClock.Instant
+    private let firstTokenTimeout: Duration
+    private let totalTimeout: Duration
+
+    init(configuration: OpenAIProvider.Configuration) {
+        let now = ContinuousClock.now
+        total = now + configuration.totalTimeout
+        firstTokenTimeout = configuration.firstTokenTimeout
+        totalTimeout = configuration.totalTimeout
+        state = NIOLockedValueBox(State(deadline: min(now + configuration.firstTokenTimeout, total)))
+    }
+
+    /// Whether a piece of the answer has arrived.
+    var streamed: Bool { state.withLockedValue(\.streamed) }
+
+    /// The first piece moves the deadline from the first token's to the total's.
+    func pieceArrived() {
+        state.withLockedValue { state in
+            guard !state.streamed else { return }
+            state.streamed = true
+            state.deadline = total
+        }
+    }
+
+    /// Runs `call`; cancels it and throws `ProviderError(.timedOut)` when the deadline passes.
+    func enforcingTimeouts<Result: Sendable>(_ call: @escaping @Sendable () async throws -> Result) async throws -> Result {
+        try await withThrowingTaskGroup(of: Result?.self) { group in
+            group.addTask { try await call() }
+            group.addTask {
+                while true {
+                    let (deadline, streamed) = self.state.withLockedValue { ($0.deadline, $0.streamed) }
+                    if ContinuousClock.now >= deadline {
+                        throw streamed
+                            ? ProviderError(.timedOut, "upstream did not finish within \(self.totalTimeout)")
+                            : ProviderError(.timedOut, "upstream sent no answer within \(self.firstTokenTimeout)")
+                    }
+                    try await Task.sleep(until: deadline, clock: .continuous)
+                }
+            }
+            defer { group.cancelAll() }
+            // The call's result, or the watchdog's error (it never returns).
+            guard let result = try await group.next(), let value = result else { throw CancellationError() }
+            return value
+        }
+    }
+}
+
+extension Duration {
+    var timeAmount: TimeAmount { .nanoseconds(components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000) }
 }

@@ -65,7 +65,7 @@ extension API {
         let (messages, options) = try chat.validated(limits: configuration.limits)
         let user = caller.user
         // The estimate: about four characters a token, plus the longest answer allowed.
-        let estimate = messages.reduce(0) { $0 + $1.content.utf8.count } / 4 + (options.maxTokens ?? configuration.reservedCompletionTokens)
+        let estimate = messages.estimatedTokens + (options.maxTokens ?? configuration.reservedCompletionTokens)
         return try await withTokenReservation(estimate, for: caller) { buckets in
             let jobID = JobID()
             let title = String((messages.last { $0.role == "user" }?.content ?? "Chat").prefix(80))

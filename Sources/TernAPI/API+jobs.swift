@@ -66,7 +66,9 @@ extension API {
         router.post("/v1/jobs/:id/cancel") { request, context in
             let user = try await authenticate(request).user
             let job = try await ownedJob(context, user)
-            _ = try await queue.cancel(job.id)
+            // A waiting job ends here; a running one ends when its worker has stopped it and
+            // recorded what it used.
+            if try await queue.cancel(job.id) == .cancelled { try await store.cancelJob(job.id.uuid) }
             logger.info("job cancel requested", metadata: ["job": "\(job.id)", "user": "\(user)"])
             return try json(JobObject(try await ownedJob(context, user)))
         }

@@ -88,16 +88,15 @@ struct WorkerCommand: AsyncParsableCommand {
         let redis = RedisClient(configuration: try environment.redis, logger: logger)
         let queue = try environment.queue(redis)
         try await queue.setLimits(try environment.providerLimits, for: environment.model)
-        let httpClient = OpenAIProvider.httpClient(
-            connections: configuration.concurrency, gapTimeout: .seconds(Int64(try environment.int("TERN_LLM_GAP_TIMEOUT_SECONDS", default: 60))))
+        let httpClient = try environment.upstreamHTTPClient(connections: configuration.concurrency)
         let chat = ChatJobHandler(
-            events: JobEvents(queue: queue), store: Store(client: postgres, logger: logger),
-            provider: OpenAIProvider(configuration: environment.provider, httpClient: httpClient), budget: TokenBudget(redis: redis), logger: logger)
+            queue: queue, events: JobEvents(queue: queue), store: Store(client: postgres, logger: logger),
+            provider: OpenAIProvider(configuration: try environment.provider, httpClient: httpClient), budget: TokenBudget(redis: redis), logger: logger)
         var handlers: [String: any JobHandler] = [ChatJob.type: chat]
-        if let embedding = environment.embeddingProvider, let name = environment.embeddingModel {
+        if let embedding = try environment.embeddingProvider, let name = environment.embeddingModel {
             try await queue.setLimits(ProviderLimits(concurrency: try environment.int("TERN_EMBEDDING_SLOTS", default: 4)), for: name)
             handlers[EmbeddingJob.type] = EmbeddingJobHandler(
-                events: JobEvents(queue: queue), store: Store(client: postgres, logger: logger),
+                queue: queue, events: JobEvents(queue: queue), store: Store(client: postgres, logger: logger),
                 provider: OpenAIProvider(configuration: embedding, httpClient: httpClient), budget: TokenBudget(redis: redis), logger: logger)
         }
         let worker = JobWorker(configuration: configuration, queue: queue, handlers: handlers, logger: logger)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
@@ -60,11 +61,37 @@ struct Environment {
     }
 
     var provider: OpenAIProvider.Configuration {
-        var configuration = OpenAIProvider.Configuration(
-            baseURL: self["TERN_LLM_BASE_URL"]!, apiKey: self["TERN_LLM_API_KEY"], model: self["TERN_LLM_MODEL"] ?? model)
-        if let seconds = values["TERN_LLM_TIMEOUT_SECONDS"].flatMap(Int64.init) { configuration.headTimeout = .seconds(seconds) }
-        if let attempts = values["TERN_LLM_ATTEMPTS"].flatMap(Int.init), attempts > 0 { configuration.maximumAttempts = attempts }
+        get throws {
+            try withCallSettings(OpenAIProvider.Configuration(
+                baseURL: self["TERN_LLM_BASE_URL"]!, apiKey: self["TERN_LLM_API_KEY"], model: self["TERN_LLM_MODEL"] ?? model))
+        }
+    }
+
+    /// The model call's timeouts and attempts: `TERN_LLM_FIRST_TOKEN_TIMEOUT_SECONDS` (60),
+    /// `TERN_LLM_TOTAL_TIMEOUT_SECONDS` (600), `TERN_LLM_ATTEMPTS` (3). Gaps and connecting are
+    /// bounded by the HTTP client (`upstreamHTTPClient`).
+    func withCallSettings(_ configuration: OpenAIProvider.Configuration) throws -> OpenAIProvider.Configuration {
+        var configuration = configuration
+        configuration.firstTokenTimeout = .seconds(try positive("TERN_LLM_FIRST_TOKEN_TIMEOUT_SECONDS", default: 60))
+        configuration.totalTimeout = .seconds(try positive("TERN_LLM_TOTAL_TIMEOUT_SECONDS", default: 600))
+        configuration.maximumAttempts = try positive("TERN_LLM_ATTEMPTS", default: 3)
         return configuration
+    }
+
+    /// The HTTP client for model calls, `connections` per upstream: `TERN_LLM_GAP_TIMEOUT_SECONDS`
+    /// (60) bounds the wait for each piece, `TERN_LLM_CONNECT_TIMEOUT_SECONDS` (10) connecting.
+    func upstreamHTTPClient(connections: Int) throws -> HTTPClient {
+        OpenAIProvider.httpClient(
+            connections: connections,
+            gapTimeout: .seconds(Int64(try positive("TERN_LLM_GAP_TIMEOUT_SECONDS", default: 60))),
+            connectTimeout: .seconds(Int64(try positive("TERN_LLM_CONNECT_TIMEOUT_SECONDS", default: 10))))
+    }
+
+    /// A whole number of at least 1.
+    func positive(_ key: String, default value: Int) throws -> Int {
+        let number = try int(key, default: value)
+        guard number > 0 else { throw ValidationError("\(key) must be at least 1, not \(number)") }
+        return number
     }
 
     /// The embedding model's public name, if an embedding upstream is configured
@@ -75,9 +102,11 @@ struct Environment {
 
     /// The embedding upstream (`TERN_EMBEDDING_UPSTREAM_MODEL` is its own name for the model).
     var embeddingProvider: OpenAIProvider.Configuration? {
-        guard let url = self["TERN_EMBEDDING_BASE_URL"], let model = embeddingModel else { return nil }
-        return OpenAIProvider.Configuration(
-            baseURL: url, apiKey: self["TERN_EMBEDDING_API_KEY"], model: self["TERN_EMBEDDING_UPSTREAM_MODEL"] ?? model)
+        get throws {
+            guard let url = self["TERN_EMBEDDING_BASE_URL"], let model = embeddingModel else { return nil }
+            return try withCallSettings(OpenAIProvider.Configuration(
+                baseURL: url, apiKey: self["TERN_EMBEDDING_API_KEY"], model: self["TERN_EMBEDDING_UPSTREAM_MODEL"] ?? model))
+        }
     }
 
     static func logger(_ label: String) -> Logger {

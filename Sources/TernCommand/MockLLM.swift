@@ -8,7 +8,8 @@ import NIOCore
 /// A fast, deterministic OpenAI-compatible upstream for tests and benchmarks. The answer to any
 /// prompt is "Mock answer token 1 token 2 ...": `--tokens` pieces (or `max_tokens`, if smaller),
 /// with `--delay-ms` between pieces. `GET /stats` reports what it saw (requests in flight now and
-/// at most, and when each chat request arrived); `POST /stats/reset` starts the count afresh.
+/// at most, when each chat request arrived, streams whose client left before the end, embedding
+/// requests and their inputs); `POST /stats/reset` starts the count afresh.
 struct MockLLM: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "mock-llm", abstract: "Run a fake OpenAI-compatible model server.")
 
@@ -45,9 +46,10 @@ struct MockLLM: AsyncParsableCommand {
                 return Response(status: .badRequest, headers: [.contentType: "application/json"],
                                 body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"invalid JSON","type":"invalid_request_error"}}"#)))
             }
-            let count = min(tokens, (object["max_tokens"] as? Int) ?? tokens)
             let model = (object["model"] as? String) ?? "mock"
             let fault = MockFault(model: model)
+            let length = fault.tokens ?? tokens
+            let count = min(length, (object["max_tokens"] as? Int) ?? length)
             if let status = fault.status, faults.shouldFail(model, times: fault.times) {
                 var headers: HTTPFields = [.contentType: "application/json"]
                 if let seconds = fault.retryAfter { headers[.retryAfter] = String(seconds) }
@@ -57,7 +59,7 @@ struct MockLLM: AsyncParsableCommand {
             let pieces = Self.answer(count: count)
             let promptTokens = ((object["messages"] as? [[String: Any]]) ?? []).reduce(0) { $0 + (($1["content"] as? String)?.split(separator: " ").count ?? 0) }
             let usage: [String: Int] = ["prompt_tokens": promptTokens, "completion_tokens": count, "total_tokens": promptTokens + count]
-            let finish = count < tokens ? "length" : "stop"
+            let finish = count < length ? "length" : "stop"
             guard object["stream"] as? Bool == true else {
                 let completion: [String: Any] = [
                     "id": "chatcmpl-mock", "object": "chat.completion", "created": 0, "model": model,
@@ -74,22 +76,30 @@ struct MockLLM: AsyncParsableCommand {
             let strikeAt = fault.mode != nil && faults.shouldFail(model, times: fault.times) ? fault.after : -1
             return Response(status: .ok, headers: [.contentType: "text/event-stream"], body: .init { writer in
                 defer { stats.end() }
-                for (index, piece) in pieces.enumerated() {
-                    if index == strikeAt {
-                        switch fault.mode {
-                        case "hang": try await Task.sleep(for: .seconds(3600))  // until the client gives up
-                        case "disconnect": throw MockFault.Disconnect()  // closes the connection mid-body
-                        case "malformed": try await writer.write(ByteBuffer(string: "data: {\"choices\": [unterminated\n\n"))
-                        default: break
+                var sent = 0
+                do {
+                    for (index, piece) in pieces.enumerated() {
+                        if index == strikeAt {
+                            switch fault.mode {
+                            case "hang": try await Task.sleep(for: .seconds(3600))  // until the client gives up
+                            case "disconnect": throw MockFault.Disconnect()  // closes the connection mid-body
+                            case "malformed": try await writer.write(ByteBuffer(string: "data: {\"choices\": [unterminated\n\n"))
+                            default: break
+                            }
                         }
+                        if gap > .zero { try await Task.sleep(for: gap) }
+                        try await writer.write(Self.event(["choices": [["index": 0, "delta": ["content": piece], "finish_reason": NSNull()]], "model": model]))
+                        sent += 1
                     }
-                    if gap > .zero { try await Task.sleep(for: gap) }
-                    try await writer.write(Self.event(["choices": [["index": 0, "delta": ["content": piece], "finish_reason": NSNull()]], "model": model]))
+                    try await writer.write(Self.event(["choices": [["index": 0, "delta": [String: String](), "finish_reason": finish]], "model": model]))
+                    if includeUsage { try await writer.write(Self.event(["choices": [Any](), "usage": usage, "model": model])) }
+                    try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                    try await writer.finish(nil)
+                } catch let error where !(error is MockFault.Disconnect) {
+                    // The client went away (or the server is stopping) before the end.
+                    stats.aborted(model: model, afterPieces: sent)
+                    throw error
                 }
-                try await writer.write(Self.event(["choices": [["index": 0, "delta": [String: String](), "finish_reason": finish]], "model": model]))
-                if includeUsage { try await writer.write(Self.event(["choices": [Any](), "usage": usage, "model": model])) }
-                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
-                try await writer.finish(nil)
             })
         }
         router.post("/v1/embeddings") { request, _ -> Response in
@@ -99,6 +109,7 @@ struct MockLLM: AsyncParsableCommand {
                 return Response(status: .badRequest, headers: [.contentType: "application/json"],
                                 body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"input must be a string or a list of strings","type":"invalid_request_error"}}"#)))
             }
+            stats.embedded(inputs: texts.count)
             let data = texts.enumerated().map { ["object": "embedding", "index": $0.offset, "embedding": Self.embedding($0.element)] as [String: Any] }
             let promptTokens = texts.reduce(0) { $0 + $1.split(separator: " ").count }
             let answer: [String: Any] = [
@@ -148,7 +159,7 @@ struct MockLLM: AsyncParsableCommand {
 /// two requests naming exactly that model, then answers normally (`times` limits every fault); `mock:hang,after=3` stops
 /// sending after 3 pieces (`after=0`: before the first); `mock:disconnect,after=3` drops the
 /// connection there; `mock:malformed,after=3` sends an event that is not JSON there;
-/// `mock:slow=200` waits 200 ms between pieces.
+/// `mock:slow=200` waits 200 ms between pieces; `mock:tokens=500` answers with 500 pieces.
 struct MockFault {
     struct Disconnect: Error {}
 
@@ -160,6 +171,8 @@ struct MockFault {
     /// The piece before which `mode` strikes.
     var after = 0
     var slowMilliseconds: Int?
+    /// Pieces in the answer, instead of `--tokens`.
+    var tokens: Int?
 
     init(model: String) {
         guard model.hasPrefix("mock:") else { return }
@@ -172,6 +185,7 @@ struct MockFault {
             case "times": times = value
             case "after": after = value ?? 0
             case "slow": slowMilliseconds = value
+            case "tokens": tokens = value.map { max(1, min($0, 100_000)) }
             case "hang", "disconnect", "malformed": mode = parts[0]
             default: break
             }
@@ -201,6 +215,10 @@ final class RequestStats: Sendable {
         var inFlight = 0
         var maximumInFlight = 0
         var arrivals: [Int64] = []
+        /// Streams whose client left early: the model name, when (ms since 1970), pieces sent.
+        var aborts: [(model: String, at: Int64, pieces: Int)] = []
+        var embeddingRequests = 0
+        var embeddingInputs = 0
     }
     private let state = NIOLockedValueBox(State())
 
@@ -215,10 +233,28 @@ final class RequestStats: Sendable {
 
     func end() { state.withLockedValue { $0.inFlight -= 1 } }
 
+    func embedded(inputs: Int) {
+        state.withLockedValue { state in
+            state.embeddingRequests += 1
+            state.embeddingInputs += inputs
+        }
+    }
+
+    /// A stream ended early because its client closed the connection.
+    func aborted(model: String, afterPieces pieces: Int) {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        state.withLockedValue { state in
+            if state.aborts.count < 10_000 { state.aborts.append((model, now, pieces)) }
+        }
+    }
+
     func reset() {
         state.withLockedValue { state in
             state.maximumInFlight = state.inFlight
             state.arrivals = []
+            state.aborts = []
+            state.embeddingRequests = 0
+            state.embeddingInputs = 0
         }
     }
 
@@ -226,6 +262,8 @@ final class RequestStats: Sendable {
         let snapshot = state.withLockedValue { $0 }
         return try JSONSerialization.data(withJSONObject: [
             "in_flight": snapshot.inFlight, "max_in_flight": snapshot.maximumInFlight, "arrivals_ms": snapshot.arrivals,
+            "embedding_requests": snapshot.embeddingRequests, "embedding_inputs": snapshot.embeddingInputs,
+            "aborts": snapshot.aborts.map { ["model": $0.model, "at_ms": $0.at, "pieces_sent": $0.pieces] as [String: Any] },
         ])
     }
 }

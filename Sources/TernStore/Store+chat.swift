@@ -72,30 +72,48 @@ extension Store {
     /// returns `false`.
     @discardableResult
     public func completeChatJob(_ jobID: UUID, answer: String, model: String, usage: TokenUsage) async throws -> Bool {
+        try await finishChatJob(jobID, status: "completed", answer: answer, model: model, usage: usage)
+    }
+
+    /// Stores the part of the answer streamed before the job was cancelled (if any) and the
+    /// tokens it used, and marks the job cancelled, once.
+    @discardableResult
+    public func stopChatJob(_ jobID: UUID, answer: String, model: String, usage: TokenUsage) async throws -> Bool {
+        try await finishChatJob(jobID, status: "cancelled", answer: answer, model: model, usage: usage)
+    }
+
+    private func finishChatJob(_ jobID: UUID, status: String, answer: String, model: String, usage: TokenUsage) async throws -> Bool {
         let rows = try await client.query("""
             WITH job AS (
-                UPDATE jobs SET status = 'completed', finished_at = now(), error = NULL,
+                UPDATE jobs SET status = \(status), finished_at = now(), error = NULL,
                     prompt_tokens = \(usage.promptTokens), completion_tokens = \(usage.completionTokens)
-                WHERE id = \(jobID) AND status <> 'completed'
+                WHERE id = \(jobID) AND status IN ('queued', 'active', 'failed')
                 RETURNING conversation_id
             ), answer AS (
                 INSERT INTO messages (conversation_id, role, content, job_id, model, prompt_tokens, completion_tokens)
                 SELECT conversation_id, 'assistant', \(answer), \(jobID), \(model), \(usage.promptTokens), \(usage.completionTokens)
-                FROM job WHERE conversation_id IS NOT NULL
+                FROM job WHERE conversation_id IS NOT NULL AND (\(status) = 'completed' OR \(answer) <> '')
             ), touched AS (
                 UPDATE conversations SET updated_at = now() WHERE id IN (SELECT conversation_id FROM job)
             )
             SELECT count(*)::int FROM job
             """, logger: logger)
-        for try await completed in rows.decode(Int.self) { return completed > 0 }
+        for try await finished in rows.decode(Int.self) { return finished > 0 }
         return false
+    }
+
+    /// Marks a job cancelled before it ran (no tokens used).
+    public func cancelJob(_ jobID: UUID) async throws {
+        try await client.query("""
+            UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE id = \(jobID) AND status IN ('queued', 'active')
+            """, logger: logger)
     }
 
     /// Marks a job failed with a reason safe to show its owner.
     public func failJob(_ jobID: UUID, reason: String) async throws {
         try await client.query("""
             UPDATE jobs SET status = 'failed', finished_at = now(), error = \(reason)
-            WHERE id = \(jobID) AND status <> 'completed'
+            WHERE id = \(jobID) AND status IN ('queued', 'active')
             """, logger: logger)
     }
 
@@ -121,13 +139,13 @@ extension Store {
         return nil
     }
 
-    /// Tokens the user's completed jobs used, per day (UTC) and model, from `since` on.
+    /// Tokens the user's finished jobs (completed, or cancelled after some output) used, per day (UTC) and model, from `since` on.
     public func usage(of user: UserID, since: Date) async throws -> [UsageRow] {
         let rows = try await client.query("""
             SELECT to_char(date_trunc('day', finished_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD'), model, count(*),
                    coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0)
             FROM jobs
-            WHERE user_id = \(user.uuid) AND status = 'completed' AND finished_at >= \(since)
+            WHERE user_id = \(user.uuid) AND status IN ('completed', 'cancelled') AND finished_at >= \(since)
             GROUP BY 1, 2 ORDER BY 1, 2
             """, logger: logger)
         var usage: [UsageRow] = []

@@ -11,6 +11,7 @@ import TernStore
 /// already received, and an attempt that finished but died before acknowledging only finishes
 /// the bookkeeping.
 public struct ChatJobHandler: JobHandler {
+    let queue: any JobQueue
     let events: JobEvents
     let store: Store
     let provider: OpenAIProvider
@@ -18,7 +19,8 @@ public struct ChatJobHandler: JobHandler {
     let budget: TokenBudget
     let logger: Logger
 
-    public init(events: JobEvents, store: Store, provider: OpenAIProvider, budget: TokenBudget, logger: Logger) {
+    public init(queue: any JobQueue, events: JobEvents, store: Store, provider: OpenAIProvider, budget: TokenBudget, logger: Logger) {
+        self.queue = queue
         self.events = events
         self.store = store
         self.provider = provider
@@ -87,8 +89,11 @@ public struct ChatJobHandler: JobHandler {
             await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: completionPieces, logger: logger)
             throw try await fail(job, code: "upstream_error", message: error.publicMessage, logger: logger)
         }
-        // A cancelled job (or one released by a stopping worker) keeps its reservation: it may
-        // run again, and a reservation lasts a minute at most.
+        // Cancelled (or released by a stopping worker): the model call was aborted as the task
+        // was cancelled, and the stream simply ended.
+        if Task.isCancelled {
+            try await stopped(job, chat, answer: answer.utf8.count >= streamedSoFar.utf8.count ? answer : streamedSoFar, pieces: completionPieces, logger: logger)
+        }
         // The event first: if the worker dies before storing, the next attempt finds `done` and
         // stores what was streamed, rather than generating (and perhaps diverging) again.
         let usage = TokenUsage(promptTokens: finish.promptTokens, completionTokens: finish.completionTokens)
@@ -97,6 +102,24 @@ public struct ChatJobHandler: JobHandler {
         await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
         logger.info("chat job completed", metadata: ["completion_tokens": "\(usage.completionTokens)"])
         return JobOutcome(tokens: usage.promptTokens + usage.completionTokens)
+    }
+
+    /// Records what a stopped attempt streamed and the tokens it used (the upstream reports no
+    /// usage for an aborted call: the prompt is estimated, each piece counts as a token), then
+    /// throws `CancellationError`. A job released by a stopping worker runs again, so its
+    /// answer is not stored and its reservation stays. The task is cancelled, so the bookkeeping
+    /// runs in a task of its own, which is not.
+    private func stopped(_ job: ClaimedJob, _ chat: ChatJob, answer: String, pieces: Int, logger: Logger) async throws -> Never {
+        let cancelRequested = try await Task { try await queue.status(job.id)?.cancelRequested ?? false }.value
+        if cancelRequested {
+            let usage = TokenUsage(promptTokens: chat.estimatedPromptTokens, completionTokens: pieces)
+            try await Task {
+                try await store.stopChatJob(job.id.uuid, answer: answer, model: chat.model, usage: usage)
+                await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
+            }.value
+            logger.info("chat job stopped", metadata: ["completion_tokens": "\(pieces)"])
+        }
+        throw CancellationError()
     }
 
     /// Records the failure in the store and returns it for the queue, which ends the job and

@@ -7,13 +7,15 @@ import TernStore
 /// Runs embedding jobs: one upstream request for all the job's inputs; the vectors go to the
 /// job's `embeddings` event, where the API (any instance) picks them up.
 public struct EmbeddingJobHandler: JobHandler {
+    let queue: any JobQueue
     let events: JobEvents
     let store: Store
     let provider: OpenAIProvider
     let budget: TokenBudget
     let logger: Logger
 
-    public init(events: JobEvents, store: Store, provider: OpenAIProvider, budget: TokenBudget, logger: Logger) {
+    public init(queue: any JobQueue, events: JobEvents, store: Store, provider: OpenAIProvider, budget: TokenBudget, logger: Logger) {
+        self.queue = queue
         self.events = events
         self.store = store
         self.provider = provider

@@ -21,7 +21,7 @@ import TernTestSupport
 
     @Test func reportsAnUnreachableUpstream() async throws {
         var configuration = OpenAIProvider.Configuration(baseURL: "http://127.0.0.1:1/v1", model: "mock")
-        configuration.headTimeout = .seconds(2)
+        configuration.firstTokenTimeout = .seconds(2)
         let provider = OpenAIProvider(configuration: configuration)
         await #expect(throws: ProviderError.self) {
             for try await _ in provider.streamChat(messages: [ChatMessage(role: "user", content: "x")], options: .init()) {}

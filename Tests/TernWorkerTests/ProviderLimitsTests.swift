@@ -91,6 +91,14 @@ struct UpstreamStats: Decodable {
         #expect(seen.max_in_flight > 1)  // the 64 slots did run calls side by side
     }
 
+    @Test func twoSlotsMeanAtMostTwoCallsAtOnceFromFourWorkers() async throws {
+        _ = try await upstream("/stats/reset", method: .POST)
+        _ = try await run(jobs: 24, limits: ProviderLimits(concurrency: 2))
+        let seen = try #require(try await upstream("/stats"))
+        #expect(seen.arrivals_ms.count == 24)
+        #expect(seen.max_in_flight == 2)
+    }
+
     @Test func aRateLimitHoldsInEveryTenSecondWindow() async throws {
         _ = try await upstream("/stats/reset", method: .POST)
         // 600 a minute is 100 in ten seconds; 130 jobs take over 12 seconds.
