@@ -75,7 +75,7 @@ extension API {
             let job = ChatJob(
                 userID: user.uuid, conversationID: conversationID, model: chat.model, messages: messages, options: options,
                 tokenBuckets: buckets, reservedTokens: estimate)
-            try await enqueue(NewJob(
+            try await enqueue(on: queue, NewJob(
                 id: jobID, type: ChatJob.type, tenant: user.tenant, payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self),
                 lane: .interactive, provider: chat.model, tokens: options.maxTokens ?? 0))
             return (jobID, conversationID)
@@ -83,7 +83,7 @@ extension API {
     }
 
     /// Enqueues a job whose row is already stored; a full queue fails the row and answers 503.
-    func enqueue(_ job: NewJob) async throws {
+    func enqueue(on queue: any JobQueue, _ job: NewJob) async throws {
         do {
             _ = try await queue.enqueue(job)
         } catch let error as JobQueueError where error.code == .backlogFull {
@@ -223,7 +223,7 @@ extension API {
         onEvent: (ChatEvent) async throws -> Bool,
         onIdle: () async throws -> Void
     ) async throws {
-        try await followEntries(job, onEntry: { entry in
+        try await followEntries(job, in: events, onEntry: { entry in
             guard let event = ChatEvent(fields: entry.fields) else { return true }
             return try await onEvent(event)
         }, onIdle: onIdle)
@@ -231,7 +231,7 @@ extension API {
 
     /// Reads a job's event entries from the start, in order, until `onEntry` returns `false`.
     func followEntries(
-        _ job: JobID,
+        _ job: JobID, in events: JobEvents,
         onEntry: (JobEvent) async throws -> Bool,
         onIdle: () async throws -> Void
     ) async throws {

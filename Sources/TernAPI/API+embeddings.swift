@@ -69,7 +69,7 @@ extension API {
     private func embeddings(_ request: Request) async throws -> Response {
         let caller = try await authenticate(request)
         let body = try await decodeBody(EmbeddingRequest.self, of: request, what: "embeddings request")
-        if let threshold = configuration.admissionBacklog, try await queue.backlog() >= threshold { throw APIError.queueFull }
+        if let threshold = configuration.admissionBacklog, try await embeddingQueue.backlog() >= threshold { throw APIError.queueFull }
         guard configuration.embeddingModels.contains(body.model) else {
             throw APIError(.notFound, code: "model_not_found", message: "The embedding model '\(body.model.prefix(100))' does not exist.", param: "model")
         }
@@ -81,7 +81,7 @@ extension API {
             let jobID = JobID()
             try await store.createJob(user: user, jobID: jobID.uuid, kind: EmbeddingJob.type, model: body.model)
             let job = EmbeddingJob(userID: user.uuid, model: body.model, inputs: texts, tokenBuckets: buckets, reservedTokens: estimate)
-            try await enqueue(NewJob(
+            try await enqueue(on: embeddingQueue, NewJob(
                 id: jobID, type: EmbeddingJob.type, tenant: user.tenant, payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self),
                 lane: .interactive, provider: body.model))
             return jobID
@@ -90,7 +90,7 @@ extension API {
 
         var result: Result<Embeddings, APIError>?
         let deadline = ContinuousClock.now + configuration.answerTimeout
-        try await followEntries(jobID) { entry in
+        try await followEntries(jobID, in: embeddingEvents) { entry in
             switch entry.type {
             case "embeddings":
                 guard let embeddings = Embeddings(fields: entry.fields) else { return true }

@@ -66,19 +66,25 @@ public struct API: Sendable {
     let redis: RedisClient
     let queue: any JobQueue
     let events: JobEvents
+    /// Where embedding jobs go (workers claim them in batches), and their events.
+    let embeddingQueue: any JobQueue
+    let embeddingEvents: JobEvents
     /// This process's own metrics (requests, ...), served after the queue's by `/metrics`.
     let processMetrics: PrometheusCollectorRegistry?
     let logger: Logger
 
     public init(
         configuration: Configuration, store: Store, redis: RedisClient, queue: any JobQueue, events: JobEvents,
-        processMetrics: PrometheusCollectorRegistry? = nil, logger: Logger
+        processMetrics: PrometheusCollectorRegistry? = nil, logger: Logger,
+        embeddingQueue: (any JobQueue)? = nil, embeddingEvents: JobEvents? = nil
     ) {
         self.configuration = configuration
         self.store = store
         self.redis = redis
         self.queue = queue
         self.events = events
+        self.embeddingQueue = embeddingQueue ?? queue
+        self.embeddingEvents = embeddingEvents ?? events
         self.processMetrics = processMetrics
         var logger = logger
         logger.handler.metadataProvider = RequestScope.metadataProvider

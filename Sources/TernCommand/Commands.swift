@@ -62,9 +62,11 @@ struct APICommand: AsyncParsableCommand {
         let postgres = PostgresClient(configuration: try environment.database, backgroundLogger: logger)
         let redis = RedisClient(configuration: try environment.redis, logger: logger)
         let queue = try environment.queue(redis)
+        let embeddingQueue = try environment.embeddingQueue(redis)
         let api = API(
             configuration: configuration, store: Store(client: postgres, logger: logger), redis: redis,
-            queue: queue, events: JobEvents(queue: queue), processMetrics: ProcessMetrics.registry, logger: logger)
+            queue: queue, events: JobEvents(queue: queue), processMetrics: ProcessMetrics.registry, logger: logger,
+            embeddingQueue: embeddingQueue, embeddingEvents: JobEvents(queue: embeddingQueue))
         try await runUntilSignalled([postgres, redis, api.application()], logger: logger)
     }
 }
@@ -88,19 +90,27 @@ struct WorkerCommand: AsyncParsableCommand {
         let redis = RedisClient(configuration: try environment.redis, logger: logger)
         let queue = try environment.queue(redis)
         try await queue.setLimits(try environment.providerLimits, for: environment.model)
-        let httpClient = try environment.upstreamHTTPClient(connections: configuration.concurrency)
+        let embeddingSlots = try environment.positive("TERN_EMBEDDING_SLOTS", default: 4)
+        let httpClient = try environment.upstreamHTTPClient(connections: max(configuration.concurrency, embeddingSlots))
         let chat = ChatJobHandler(
             queue: queue, events: JobEvents(queue: queue), store: Store(client: postgres, logger: logger),
             provider: OpenAIProvider(configuration: try environment.provider, httpClient: httpClient), budget: TokenBudget(redis: redis), logger: logger)
-        var handlers: [String: any JobHandler] = [ChatJob.type: chat]
-        if let embedding = try environment.embeddingProvider, let name = environment.embeddingModel {
-            try await queue.setLimits(ProviderLimits(concurrency: try environment.int("TERN_EMBEDDING_SLOTS", default: 4)), for: name)
-            handlers[EmbeddingJob.type] = EmbeddingJobHandler(
-                queue: queue, events: JobEvents(queue: queue), store: Store(client: postgres, logger: logger),
-                provider: OpenAIProvider(configuration: embedding, httpClient: httpClient), budget: TokenBudget(redis: redis), logger: logger)
-        }
-        let worker = JobWorker(configuration: configuration, queue: queue, handlers: handlers, logger: logger)
+        let worker = JobWorker(configuration: configuration, queue: queue, handlers: [ChatJob.type: chat], logger: logger)
         var services: [any Service] = [postgres, redis, worker]
+        // Embedding jobs have a queue of their own, claimed in batches: one upstream request
+        // (and one of the model's slots) per batch.
+        if let embedding = try environment.embeddingProvider, let name = environment.embeddingModel {
+            let embeddingQueue = try environment.embeddingQueue(redis)
+            try await embeddingQueue.setLimits(ProviderLimits(concurrency: embeddingSlots), for: name)
+            var batches = JobWorker.Configuration()
+            batches.name = configuration.name + "-embeddings"
+            batches.concurrency = embeddingSlots
+            batches.batchSize = try environment.positive("TERN_EMBEDDING_BATCH", default: 32)
+            let handler = EmbeddingJobHandler(
+                events: JobEvents(queue: embeddingQueue), store: Store(client: postgres, logger: logger),
+                provider: OpenAIProvider(configuration: embedding, httpClient: httpClient), budget: TokenBudget(redis: redis), logger: logger)
+            services.append(JobWorker(configuration: batches, queue: embeddingQueue, handlers: [EmbeddingJob.type: handler], logger: logger))
+        }
         let metricsPort = try environment.int("TERN_WORKER_METRICS_PORT", default: 0)
         if metricsPort > 0 {
             services.append(ProcessMetrics.server(

@@ -43,11 +43,20 @@ struct Environment {
 
     /// The job queue on `redis`, as configured.
     func queue(_ redis: RedisClient) throws -> RedisJobQueue {
+        try queue(named: queueName, redis)
+    }
+
+    /// The queue of embedding jobs, which workers claim in batches.
+    func embeddingQueue(_ redis: RedisClient) throws -> RedisJobQueue {
+        try queue(named: QueueName(queueName.rawValue + "-embeddings"), redis)
+    }
+
+    private func queue(named name: QueueName, _ redis: RedisClient) throws -> RedisJobQueue {
         var configuration = RedisJobQueue.Configuration()
         configuration.lease = try lease
         let backlog = try int("TERN_QUEUE_MAX_BACKLOG", default: 10_000)
         configuration.maximumBacklog = backlog > 0 ? backlog : nil
-        return RedisJobQueue(name: queueName, client: redis, configuration: configuration)
+        return RedisJobQueue(name: name, client: redis, configuration: configuration)
     }
 
     /// Limits every worker applies to the model's upstream: `TERN_LLM_SLOTS` requests at once

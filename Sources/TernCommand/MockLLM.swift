@@ -109,7 +109,7 @@ struct MockLLM: AsyncParsableCommand {
                 return Response(status: .badRequest, headers: [.contentType: "application/json"],
                                 body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"input must be a string or a list of strings","type":"invalid_request_error"}}"#)))
             }
-            stats.embedded(inputs: texts.count)
+            stats.embedded(model: (object?["model"] as? String) ?? "mock", inputs: texts.count)
             let data = texts.enumerated().map { ["object": "embedding", "index": $0.offset, "embedding": Self.embedding($0.element)] as [String: Any] }
             let promptTokens = texts.reduce(0) { $0 + $1.split(separator: " ").count }
             let answer: [String: Any] = [
@@ -217,8 +217,9 @@ final class RequestStats: Sendable {
         var arrivals: [Int64] = []
         /// Streams whose client left early: the model name, when (ms since 1970), pieces sent.
         var aborts: [(model: String, at: Int64, pieces: Int)] = []
-        var embeddingRequests = 0
-        var embeddingInputs = 0
+        /// Embedding requests and their inputs, by model name.
+        var embeddingRequests: [String: Int] = [:]
+        var embeddingInputs: [String: Int] = [:]
     }
     private let state = NIOLockedValueBox(State())
 
@@ -233,10 +234,11 @@ final class RequestStats: Sendable {
 
     func end() { state.withLockedValue { $0.inFlight -= 1 } }
 
-    func embedded(inputs: Int) {
+    func embedded(model: String, inputs: Int) {
         state.withLockedValue { state in
-            state.embeddingRequests += 1
-            state.embeddingInputs += inputs
+            guard state.embeddingRequests[model] != nil || state.embeddingRequests.count < 10_000 else { return }
+            state.embeddingRequests[model, default: 0] += 1
+            state.embeddingInputs[model, default: 0] += inputs
         }
     }
 
@@ -253,8 +255,8 @@ final class RequestStats: Sendable {
             state.maximumInFlight = state.inFlight
             state.arrivals = []
             state.aborts = []
-            state.embeddingRequests = 0
-            state.embeddingInputs = 0
+            state.embeddingRequests = [:]
+            state.embeddingInputs = [:]
         }
     }
 

@@ -16,6 +16,22 @@ extension JobHandler {
     public var retryPolicy: RetryPolicy? { nil }
 }
 
+/// Runs jobs of one type together: a worker whose handlers all batch claims up to its batch
+/// size at once, and runs the jobs of one type and provider as one unit of its concurrency
+/// (one upstream request: the queue gives the batch one provider slot).
+public protocol BatchJobHandler: JobHandler {
+    /// Runs the jobs as one; returns each job's result, in their order. A job's failure is its
+    /// result (as `handle(_:)` would throw it). A batch runs to its end: a cancellation asked
+    /// for meanwhile is not seen.
+    func handle(batch: [ClaimedJob]) async -> [Result<JobOutcome, any Error>]
+}
+
+extension BatchJobHandler {
+    public func handle(_ job: ClaimedJob) async throws -> JobOutcome {
+        try await handle(batch: [job]).first?.get() ?? JobOutcome()
+    }
+}
+
 /// What a finished job reports.
 public struct JobOutcome: Sendable, Equatable {
     /// Tokens the job really used, if it called a model.

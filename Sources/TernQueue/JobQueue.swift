@@ -16,8 +16,10 @@ public protocol JobQueue: Sendable {
     /// `backlogFull` when the backlog is at its maximum.
     func enqueue(_ job: NewJob) async throws -> EnqueueResult
     /// Claims up to `maximum` ready jobs for `worker`. Returns at once, with no jobs if none
-    /// may start now.
-    func claim(worker: String, maximum: Int) async throws -> ClaimResult
+    /// may start now. In a `batch` claim, the jobs of one provider are meant to go upstream as
+    /// one request: the first takes the provider's concurrency slot and request-rate allowance,
+    /// the others share them (their tokens still count).
+    func claim(worker: String, maximum: Int, batch: Bool) async throws -> ClaimResult
     /// Waits until work may have arrived (an enqueue, a freed provider slot) or `timeout` passed.
     func waitForWork(timeout: Duration) async throws
     /// Extends the leases of claimed jobs (a worker renews all of its jobs in one call).
@@ -53,6 +55,11 @@ public protocol JobQueue: Sendable {
 }
 
 extension JobQueue {
+    /// Claims up to `maximum` ready jobs, each under the provider limits of its own.
+    public func claim(worker: String, maximum: Int) async throws -> ClaimResult {
+        try await claim(worker: worker, maximum: maximum, batch: false)
+    }
+
     /// Extends the lease of one claimed job.
     public func renew(_ job: ClaimedJob) async throws -> LeaseRenewal {
         try await renew([job]).first ?? .lost

@@ -114,13 +114,21 @@ public struct JobWorker: Service {
                 if Task.isShuttingDownGracefully || Task.isCancelled { break }
                 do {
                     let free = configuration.concurrency - running.count
-                    let result = try await queue.claim(worker: configuration.name, maximum: min(configuration.batchSize, max(1, free)))
+                    let result = try await queue.claim(
+                        worker: configuration.name, maximum: batching ? configuration.batchSize : min(configuration.batchSize, max(1, free)),
+                        batch: batching)
                     failures = 0
-                    for job in result.jobs {
-                        let signals = running.register(job)
+                    for unit in units(result.jobs) {
+                        let signals = unit.map { running.register($0) }
+                        running.unitStarted()
                         group.addTask {
-                            await run(job, signals: signals)
-                            running.unregister(job)
+                            if unit.count == 1 {
+                                await run(unit[0], signals: signals[0])
+                            } else {
+                                await runBatch(unit)
+                            }
+                            unit.forEach(running.unregister)
+                            running.unitEnded()
                         }
                     }
                     if result.jobs.isEmpty {
@@ -141,6 +149,41 @@ public struct JobWorker: Service {
                 logger.warning("grace period over; returning running jobs to the queue", metadata: ["jobs": "\(running.count)"])
                 running.signalAll(.release)
             }
+        }
+    }
+
+    /// Whether every handler runs batches: then claims take whole batches.
+    private var batching: Bool { !handlers.isEmpty && handlers.values.allSatisfy { $0 is any BatchJobHandler } }
+
+    /// The claimed jobs as units of work: a batch per type and provider when batching, else one job each.
+    private func units(_ jobs: [ClaimedJob]) -> [[ClaimedJob]] {
+        guard batching else { return jobs.map { [$0] } }
+        var order: [String] = []
+        var groups: [String: [ClaimedJob]] = [:]
+        for job in jobs {
+            let key = job.type + "\u{0}" + (job.provider ?? "")
+            if groups[key] == nil { order.append(key) }
+            groups[key, default: []].append(job)
+        }
+        return order.map { groups[$0]! }
+    }
+
+    /// Runs jobs claimed as one batch with their type's batch handler, then records each one's
+    /// outcome, the batch's leader (which holds the provider slot) last.
+    private func runBatch(_ jobs: [ClaimedJob]) async {
+        guard let handler = handlers[jobs[0].type] as? any BatchJobHandler else { return }
+        let started = ContinuousClock.now
+        var results = await handler.handle(batch: jobs)
+        if results.count != jobs.count {
+            results = Array(repeating: .failure(JobFailure(code: "internal_error", "the batch handler lost a result")), count: jobs.count)
+        }
+        let elapsed = ContinuousClock.now - started
+        for (job, result) in zip(jobs, results).reversed() {
+            var logger = logger
+            logger[metadataKey: "job"] = "\(job.id)"
+            logger[metadataKey: "type"] = "\(job.type)"
+            logger[metadataKey: "attempt"] = "\(job.attempt)"
+            await record(job, .finished(result), elapsed: elapsed, handler: handler, logger: logger)
         }
     }
 
@@ -194,7 +237,11 @@ public struct JobWorker: Service {
             if Task.isCancelled, case .finished(.failure) = ending { return .released }
             return ending ?? .released
         }
-        let elapsed = ContinuousClock.now - started
+        await record(job, ending, elapsed: ContinuousClock.now - started, handler: handler, logger: logger)
+    }
+
+    /// Counts and times a job's run and records its ending in the queue.
+    private func record(_ job: ClaimedJob, _ ending: Ending, elapsed: Duration, handler: any JobHandler, logger: Logger) async {
         Timer(label: "tern_job_duration_seconds", dimensions: [("queue", queue.name.rawValue), ("type", job.type)])
             .recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         switch ending {
@@ -276,11 +323,25 @@ final class RunningJobs: Sendable {
     /// (whose lease is gone) still ends.
     private struct State {
         var jobs: [String: (job: ClaimedJob, signals: AsyncStream<Signal>.Continuation)] = [:]
+        /// Units of work running: a job, or a batch of jobs run as one.
+        var units = 0
         var dispatcher: CheckedContinuation<Void, Never>?
     }
     private let state = NIOLockedValueBox(State())
 
-    var count: Int { state.withLockedValue { $0.jobs.count } }
+    /// Units of work running (what the worker's concurrency limits).
+    var count: Int { state.withLockedValue { $0.units } }
+
+    func unitStarted() { state.withLockedValue { $0.units += 1 } }
+
+    func unitEnded() {
+        let dispatcher = state.withLockedValue { state in
+            state.units -= 1
+            defer { state.dispatcher = nil }
+            return state.dispatcher
+        }
+        dispatcher?.resume()
+    }
     var jobs: [ClaimedJob] { state.withLockedValue { $0.jobs.values.map(\.job) } }
 
     func register(_ job: ClaimedJob) -> Signals {
@@ -294,12 +355,7 @@ final class RunningJobs: Sendable {
     }
 
     func unregister(_ job: ClaimedJob) {
-        let dispatcher = state.withLockedValue { state in
-            state.jobs[job.lease] = nil
-            defer { state.dispatcher = nil }
-            return state.dispatcher
-        }
-        dispatcher?.resume()
+        state.withLockedValue { $0.jobs[job.lease] = nil }
     }
 
     /// Signals the run holding `lease`.
@@ -320,7 +376,7 @@ final class RunningJobs: Sendable {
     func waitForFreeSlot(below limit: Int) async {
         await withCheckedContinuation { continuation in
             let free = state.withLockedValue { state in
-                if state.jobs.count < limit || Task.isShuttingDownGracefully { return true }
+                if state.units < limit || Task.isShuttingDownGracefully { return true }
                 state.dispatcher = continuation
                 return false
             }

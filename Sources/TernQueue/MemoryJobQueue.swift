@@ -75,7 +75,8 @@ public final class MemoryJobQueue: JobQueue {
         }
     }
 
-    public func claim(worker: String, maximum: Int) async throws -> ClaimResult {
+    /// A batch claim is claimed as separate jobs here: each takes a slot of its own (stricter).
+    public func claim(worker: String, maximum: Int, batch: Bool) async throws -> ClaimResult {
         let now = Self.now()
         return state.withLockedValue { state -> ClaimResult in
             Self.recoverExpired(now: now, &state)

@@ -144,6 +144,10 @@ extension RedisJobQueue {
         local now = now_ms()
         local worker, maximum, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
         local retentions = {ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])}
+        -- A batch claim: the jobs of one provider go upstream as one request, so the first one
+        -- (the leader) takes the provider's slot and request, and the others ride along.
+        local batch = ARGV[7] == '1'
+        local leaders = {}
         -- Jobs whose worker stopped renewing: run again, or give up after the last attempt.
         for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'active', '-inf', now, 'LIMIT', 0, 100)) do
           local job = p .. 'job:' .. id
@@ -174,6 +178,8 @@ extension RedisJobQueue {
           if not provider or provider == '' then return 0 end
           local c = redis.call('HMGET', p .. 'limits', provider .. ':concurrency', provider .. ':rpm', provider .. ':tpm', provider .. ':burst')
           local inflight = p .. 'inflight:' .. provider
+          local leader = batch and leaders[provider]
+          if leader then c[1] = false; c[2] = false end
           if c[1] then
             redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
             if redis.call('ZCARD', inflight) >= tonumber(c[1]) then
@@ -203,6 +209,12 @@ extension RedisJobQueue {
           if c[1] then redis.call('ZADD', inflight, now + lease, id) end
           if requestKey then redis.call('SET', requestKey, requestNext, 'PX', math.ceil(requestNext - now) + 60000) end
           if tokenKey then redis.call('SET', tokenKey, tokenNext, 'PX', math.ceil(tokenNext - now) + 60000) end
+          if leader then
+            redis.call('HSET', p .. 'job:' .. id, 'slot', leader)
+          else
+            redis.call('HDEL', p .. 'job:' .. id, 'slot')
+            if batch then leaders[provider] = id end
+          end
           return 0
         end
 
@@ -255,14 +267,19 @@ extension RedisJobQueue {
         local result = {}
         for at = 2, #ARGV, 2 do
           local id, lease = ARGV[at], ARGV[at + 1]
-          local f = redis.call('HMGET', p .. 'job:' .. id, 'lease', 'state', 'cancel', 'provider')
+          local f = redis.call('HMGET', p .. 'job:' .. id, 'lease', 'state', 'cancel', 'provider', 'slot')
           if f[1] ~= lease or f[2] ~= 'active' then
             table.insert(result, -1)
           else
             redis.call('ZADD', p .. 'active', 'XX', expiry, id)
-            -- Re-added if the claim's cleanup dropped it after an outage: a running job holds its slot.
+            -- Re-added if the claim's cleanup dropped it after an outage: a running job holds its
+            -- slot. A batch's other jobs keep their leader's slot only while the leader holds it.
             if f[4] and f[4] ~= '' and redis.call('HEXISTS', p .. 'limits', f[4] .. ':concurrency') == 1 then
-              redis.call('ZADD', p .. 'inflight:' .. f[4], expiry, id)
+              if f[5] then
+                redis.call('ZADD', p .. 'inflight:' .. f[4], 'XX', expiry, f[5])
+              else
+                redis.call('ZADD', p .. 'inflight:' .. f[4], expiry, id)
+              end
             end
             if f[3] == '1' then table.insert(result, 1) else table.insert(result, 0) end
           end

@@ -94,8 +94,8 @@ public struct RedisJobQueue: JobQueue {
         }
     }
 
-    public func claim(worker: String, maximum: Int) async throws -> ClaimResult {
-        let reply = try await run(Self.claimScript, [worker, max(1, maximum), lease.milliseconds] + retentions)
+    public func claim(worker: String, maximum: Int, batch: Bool) async throws -> ClaimResult {
+        let reply = try await run(Self.claimScript, [worker, max(1, maximum), lease.milliseconds] + retentions + [batch ? "1" : "0"])
         guard let values = reply.array, values.count >= 2, (values.count - 2) % 10 == 0 else {
             throw RedisError(.unexpectedReply, "claim returned an unexpected reply")
         }

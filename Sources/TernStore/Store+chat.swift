@@ -50,12 +50,16 @@ extension Store {
             """, logger: logger)
     }
 
-    /// Completes a job without a conversation and records its usage, once.
-    public func completeJob(_ jobID: UUID, usage: TokenUsage) async throws {
+    /// Completes jobs without a conversation and records their usage, once, in one statement.
+    public func completeJobs(_ jobs: [(id: UUID, usage: TokenUsage)]) async throws {
+        guard !jobs.isEmpty else { return }
         try await client.query("""
             UPDATE jobs SET status = 'completed', finished_at = now(), error = NULL,
-                prompt_tokens = \(usage.promptTokens), completion_tokens = \(usage.completionTokens)
-            WHERE id = \(jobID) AND status <> 'completed'
+                started_at = coalesce(started_at, now()), attempts = greatest(attempts, 1),
+                prompt_tokens = done.prompt, completion_tokens = done.completion
+            FROM unnest(\(jobs.map(\.id))::uuid[], \(jobs.map(\.usage.promptTokens))::int[], \(jobs.map(\.usage.completionTokens))::int[])
+                AS done (id, prompt, completion)
+            WHERE jobs.id = done.id AND jobs.status IN ('queued', 'active', 'failed')
             """, logger: logger)
     }
 

@@ -81,6 +81,9 @@ public struct ChatJobHandler: JobHandler {
                     finish = (reason, prompt ?? 0, completion ?? completionPieces)
                 }
             }
+        } catch where Task.isCancelled {
+            // Cancelled while a piece was being written: the same as between pieces, below.
+            try await stopped(job, chat, answer: answer, earlier: streamedSoFar, pieces: completionPieces, logger: logger)
         } catch is Diverged {
             await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: completionPieces, logger: logger)
             throw try await fail(job, code: "interrupted", message: "the model was interrupted mid-answer and could not resume it", logger: logger)
@@ -92,7 +95,7 @@ public struct ChatJobHandler: JobHandler {
         // Cancelled (or released by a stopping worker): the model call was aborted as the task
         // was cancelled, and the stream simply ended.
         if Task.isCancelled {
-            try await stopped(job, chat, answer: answer.utf8.count >= streamedSoFar.utf8.count ? answer : streamedSoFar, pieces: completionPieces, logger: logger)
+            try await stopped(job, chat, answer: answer, earlier: streamedSoFar, pieces: completionPieces, logger: logger)
         }
         // The event first: if the worker dies before storing, the next attempt finds `done` and
         // stores what was streamed, rather than generating (and perhaps diverging) again.
@@ -109,7 +112,9 @@ public struct ChatJobHandler: JobHandler {
     /// throws `CancellationError`. A job released by a stopping worker runs again, so its
     /// answer is not stored and its reservation stays. The task is cancelled, so the bookkeeping
     /// runs in a task of its own, which is not.
-    private func stopped(_ job: ClaimedJob, _ chat: ChatJob, answer: String, pieces: Int, logger: Logger) async throws -> Never {
+    private func stopped(_ job: ClaimedJob, _ chat: ChatJob, answer: String, earlier: String, pieces: Int, logger: Logger) async throws -> Never {
+        // What clients saw: this attempt's answer, or an earlier one's if this one is behind.
+        let answer = answer.utf8.count >= earlier.utf8.count ? answer : earlier
         let cancelRequested = try await Task { try await queue.status(job.id)?.cancelRequested ?? false }.value
         if cancelRequested {
             let usage = TokenUsage(promptTokens: chat.estimatedPromptTokens, completionTokens: pieces)

@@ -4,47 +4,135 @@ import TernAI
 import TernQueue
 import TernStore
 
-/// Runs embedding jobs: one upstream request for all the job's inputs; the vectors go to the
-/// job's `embeddings` event, where the API (any instance) picks them up.
-public struct EmbeddingJobHandler: JobHandler {
-    let queue: any JobQueue
+/// Runs embedding jobs in batches: the inputs of the batch's jobs go upstream together (in
+/// requests of at most `maximumInputsPerRequest` texts) and the vectors fan back out, each job's
+/// to its own `embeddings` event, where the API (any instance) picks them up.
+public struct EmbeddingJobHandler: BatchJobHandler {
     let events: JobEvents
     let store: Store
     let provider: OpenAIProvider
     let budget: TokenBudget
     let logger: Logger
+    /// Most texts in one upstream request.
+    let maximumInputsPerRequest: Int
 
-    public init(queue: any JobQueue, events: JobEvents, store: Store, provider: OpenAIProvider, budget: TokenBudget, logger: Logger) {
-        self.queue = queue
+    public init(
+        events: JobEvents, store: Store, provider: OpenAIProvider, budget: TokenBudget, logger: Logger, maximumInputsPerRequest: Int = 256
+    ) {
         self.events = events
         self.store = store
         self.provider = provider
         self.budget = budget
         self.logger = logger
+        self.maximumInputsPerRequest = max(1, maximumInputsPerRequest)
     }
 
-    public func handle(_ job: ClaimedJob) async throws -> JobOutcome {
-        var logger = logger
-        logger[metadataKey: "job"] = "\(job.id)"
-        guard let request = try? JSONDecoder().decode(EmbeddingJob.self, from: Data(job.payload.utf8)) else {
-            logger.error("job payload is not an embedding job")
-            try await store.failJob(job.id.uuid, reason: "the job could not be read")
-            throw JobFailure(code: "invalid_job", "the job could not be read", retry: .never)
+    public func handle(batch: [ClaimedJob]) async -> [Result<JobOutcome, any Error>] {
+        var results = [Result<JobOutcome, any Error>](repeating: .failure(CancellationError()), count: batch.count)
+        var requests: [(index: Int, job: ClaimedJob, request: EmbeddingJob)] = []
+        for (index, job) in batch.enumerated() {
+            if let request = try? JSONDecoder().decode(EmbeddingJob.self, from: Data(job.payload.utf8)) {
+                requests.append((index, job, request))
+            } else {
+                logger.error("job payload is not an embedding job", metadata: ["job": "\(job.id)"])
+                results[index] = await failure(job, code: "invalid_job", reason: "the job could not be read", request: nil)
+            }
         }
-        try await store.startJob(job.id.uuid, attempt: job.attempt)
-        let embeddings: Embeddings
+        for group in Self.grouped(requests, maximumInputs: maximumInputsPerRequest, inputs: { $0.request.inputs.count }) {
+            do {
+                let embeddings = try await provider.embed(group.flatMap(\.request.inputs))
+                let shares = Self.split(tokens: embeddings.promptTokens, by: group.map { $0.request.inputs.reduce(0) { $0 + $1.utf8.count } })
+                var offset = 0
+                var parts: [(index: Int, job: ClaimedJob, request: EmbeddingJob, embeddings: Embeddings)] = []
+                for (item, tokens) in zip(group, shares) {
+                    let count = item.request.inputs.count
+                    parts.append((item.index, item.job, item.request, Embeddings(vectors: Array(embeddings.vectors[offset..<(offset + count)]), promptTokens: tokens)))
+                    offset += count
+                }
+                for (index, result) in await deliver(parts) { results[index] = result }
+                logger.info("embedding batch completed", metadata: ["jobs": "\(group.count)", "inputs": "\(offset)", "prompt_tokens": "\(embeddings.promptTokens)"])
+            } catch {
+                let reason = (error as? ProviderError)?.publicMessage ?? "the embedding failed"
+                logger.warning("embedding call failed", metadata: ["error": "\((error as? ProviderError)?.message ?? "\(type(of: error))")", "jobs": "\(group.count)"])
+                for item in group { results[item.index] = await failure(item.job, code: "upstream_error", reason: reason, request: item.request) }
+            }
+        }
+        return results
+    }
+
+    /// Writes each job's vectors to its event stream and settles its tokens (concurrently: the
+    /// Redis client pipelines them), then records the batch's jobs as completed in one statement.
+    private func deliver(_ parts: [(index: Int, job: ClaimedJob, request: EmbeddingJob, embeddings: Embeddings)]) async -> [(Int, Result<JobOutcome, any Error>)] {
+        let written = await withTaskGroup(of: (Int, (any Error)?).self) { group in
+            for part in parts {
+                group.addTask {
+                    do {
+                        try await events.append(part.job.id, part.embeddings.fields)
+                        await budget.settle(
+                            buckets: part.request.tokenBuckets, reserved: part.request.reservedTokens, job: part.job.id,
+                            used: part.embeddings.promptTokens, logger: logger)
+                        return (part.index, nil)
+                    } catch {
+                        return (part.index, error)
+                    }
+                }
+            }
+            return await group.reduce(into: [Int: any Error]()) { errors, item in if let error = item.1 { errors[item.0] = error } }
+        }
+        let stored: (any Error)?
         do {
-            embeddings = try await provider.embed(request.inputs)
-        } catch let error as ProviderError {
-            logger.warning("embedding call failed", metadata: ["error": "\(error.message)"])
-            await budget.settle(buckets: request.tokenBuckets, reserved: request.reservedTokens, job: job.id, used: 0, logger: logger)
-            try await store.failJob(job.id.uuid, reason: error.publicMessage)
-            throw JobFailure(code: "upstream_error", error.publicMessage, retry: .never)
+            try await store.completeJobs(parts.filter { written[$0.index] == nil }.map {
+                ($0.job.id.uuid, TokenUsage(promptTokens: $0.embeddings.promptTokens, completionTokens: 0))
+            })
+            stored = nil
+        } catch {
+            stored = error
         }
-        try await events.append(job.id, embeddings.fields)
-        try await store.completeJob(job.id.uuid, usage: TokenUsage(promptTokens: embeddings.promptTokens, completionTokens: 0))
-        await budget.settle(buckets: request.tokenBuckets, reserved: request.reservedTokens, job: job.id, used: embeddings.promptTokens, logger: logger)
-        logger.info("embedding job completed", metadata: ["inputs": "\(request.inputs.count)", "prompt_tokens": "\(embeddings.promptTokens)"])
-        return JobOutcome(tokens: embeddings.promptTokens)
+        return parts.map { part in
+            // Not written or not stored: the attempt fails and is retried with backoff.
+            if let error = written[part.index] ?? stored { return (part.index, .failure(error)) }
+            return (part.index, .success(JobOutcome(tokens: part.embeddings.promptTokens)))
+        }
+    }
+
+    /// Records a job's failure (it is not retried) and returns it as the job's result.
+    private func failure(_ job: ClaimedJob, code: String, reason: String, request: EmbeddingJob?) async -> Result<JobOutcome, any Error> {
+        if let request {
+            await budget.settle(buckets: request.tokenBuckets, reserved: request.reservedTokens, job: job.id, used: 0, logger: logger)
+        }
+        do {
+            try await store.failJob(job.id.uuid, reason: reason)
+        } catch {
+            return .failure(error)  // retried: the failure is recorded next time
+        }
+        return .failure(JobFailure(code: code, reason, retry: .never))
+    }
+
+    /// Consecutive groups of items holding at most `maximumInputs` inputs each (an item larger
+    /// than that is a group of its own).
+    static func grouped<Item>(_ items: [Item], maximumInputs: Int, inputs: (Item) -> Int) -> [[Item]] {
+        var groups: [[Item]] = []
+        var current: [Item] = []
+        var count = 0
+        for item in items {
+            if !current.isEmpty, count + inputs(item) > maximumInputs {
+                groups.append(current)
+                current = []
+                count = 0
+            }
+            current.append(item)
+            count += inputs(item)
+        }
+        if !current.isEmpty { groups.append(current) }
+        return groups
+    }
+
+    /// Splits `tokens` in proportion to `weights` (the jobs' text lengths), summing exactly to `tokens`.
+    static func split(tokens: Int, by weights: [Int]) -> [Int] {
+        let total = weights.reduce(0, +)
+        guard total > 0 else { return weights.enumerated().map { $0.offset == 0 ? tokens : 0 } }
+        var shares = weights.map { tokens * $0 / total }
+        if !shares.isEmpty { shares[shares.count - 1] += tokens - shares.reduce(0, +) }
+        return shares
     }
 }

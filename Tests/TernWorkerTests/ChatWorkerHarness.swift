@@ -125,3 +125,11 @@ struct ChatWorkerHarness: Sendable {
         return nil
     }
 }
+
+/// What a `tern mock-llm` reports at `/stats`, read as `T` (the fields a test needs).
+func mockStats<T: Decodable>(_ type: T.Type, of baseURL: String = TestServices.llmURL) async throws -> T {
+    let request = HTTPClientRequest(url: String(baseURL.dropLast("/v1".count)) + "/stats")
+    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+    let body = try await response.body.collect(upTo: 64 << 20)
+    return try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
+}

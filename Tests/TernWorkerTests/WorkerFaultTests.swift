@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -75,7 +74,8 @@ import TernTestSupport
     @Test func aDisconnectMidStreamEndsWithAnErrorAfterWhatWasStreamed() async throws {
         let (status, text, last) = try await run(Self.fault("disconnect,after=3"))
         #expect(status == "failed")
-        #expect(text == "Mock answer token 1 token 2")
+        // The mock's last writes before it drops the connection may be lost with it.
+        #expect("Mock answer token 1 token 2".hasPrefix(text))
         #expect(isError(last))
     }
 
@@ -148,9 +148,6 @@ struct MockAborts: Decodable {
     }
 
     static func aborts(of model: String) async throws -> [MockAborts.Abort] {
-        let request = HTTPClientRequest(url: String(TestServices.llmURL.dropLast("/v1".count)) + "/stats")
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
-        let body = try await response.body.collect(upTo: 64 << 20)
-        return try JSONDecoder().decode(MockAborts.self, from: Data(body.readableBytesView)).aborts.filter { $0.model == model }
+        try await mockStats(MockAborts.self).aborts.filter { $0.model == model }
     }
 }
