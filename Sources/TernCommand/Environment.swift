@@ -11,7 +11,7 @@ import TernStore
 
 /// Configuration read from `TERN_*` environment variables. Without URLs, the services are the
 /// embedded ones of `tern up`, on the private ports of scripts/lib.sh (`TERN_REDIS_PORT`,
-/// `TERN_PG_PORT`, `TERN_LLM_PORT` change them for both).
+/// `TERN_PG_PORT`, `TERN_LLM_PORT`, `TERN_EMBEDDING_PORT` change them for both).
 struct Environment {
     let values: [String: String]
 
@@ -23,6 +23,7 @@ struct Environment {
             "TERN_REDIS_URL": "redis://127.0.0.1:\(values["TERN_REDIS_PORT"] ?? "7379")",
             "TERN_DATABASE_URL": "postgres://postgres@127.0.0.1:\(values["TERN_PG_PORT"] ?? "7432")/tern?sslmode=disable",
             "TERN_LLM_BASE_URL": "http://127.0.0.1:\(values["TERN_LLM_PORT"] ?? "7081")/v1",
+            "TERN_EMBEDDING_BASE_URL": "http://127.0.0.1:\(values["TERN_EMBEDDING_PORT"] ?? "7082")/v1",
         ]
     }
 
@@ -103,10 +104,10 @@ struct Environment {
         return number
     }
 
-    /// The embedding model's public name, if an embedding upstream is configured
-    /// (`TERN_EMBEDDING_BASE_URL`; `TERN_EMBEDDING_MODEL` names it, all-minilm-l6-v2 by default).
+    /// The embedding model's public name (`TERN_EMBEDDING_MODEL`, all-minilm-l6-v2 by default);
+    /// `nil` when `TERN_EMBEDDING_BASE_URL` is `off`.
     var embeddingModel: String? {
-        self["TERN_EMBEDDING_BASE_URL"] == nil ? nil : self["TERN_EMBEDDING_MODEL"] ?? "all-minilm-l6-v2"
+        self["TERN_EMBEDDING_BASE_URL"] == "off" ? nil : self["TERN_EMBEDDING_MODEL"] ?? "all-minilm-l6-v2"
     }
 
     /// The embedding upstream (`TERN_EMBEDDING_UPSTREAM_MODEL` is its own name for the model).

@@ -21,7 +21,9 @@ struct Up: AsyncParsableCommand {
 
         // A service runs embedded unless its URL is configured; one that already runs (another
         // tern up, or started by hand) is used and left running at exit.
-        let embedded = [("redis", "TERN_REDIS_URL"), ("postgres", "TERN_DATABASE_URL"), ("llm", "TERN_LLM_BASE_URL")]
+        let embedded = [
+            ("redis", "TERN_REDIS_URL"), ("postgres", "TERN_DATABASE_URL"), ("llm", "TERN_LLM_BASE_URL"), ("embeddings", "TERN_EMBEDDING_BASE_URL"),
+        ]
             .filter { environment.values[$0.1]?.isEmpty ?? true }.map(\.0)
             .filter { !services.isRunning($0) }
         var childEnvironment = ProcessInfo.processInfo.environment
@@ -52,7 +54,12 @@ struct Up: AsyncParsableCommand {
 
                 """)
             fflush(nil)
+            // The model servers are watched: one that stops answering is started again.
+            let models = embedded.filter { ["llm", "embeddings"].contains($0) }
+            let watcher = Task { await Self.keepRunning(models, services: services, logger: logger) }
             let signal = await signals.next()
+            watcher.cancel()
+            await watcher.value
             logger.info("stopping", metadata: ["signal": "\(signal)"])
         } catch {
             logger.error("start-up failed", metadata: ["error": "\(error)"])
@@ -63,6 +70,23 @@ struct Up: AsyncParsableCommand {
         await supervisor.stopAll()
         if !embedded.isEmpty { try services.run("stop", embedded) }
         logger.info("stopped")
+    }
+
+    /// Checks the services every 5 seconds; one that stopped answering (died or hung) is stopped
+    /// and started again.
+    static func keepRunning(_ names: [String], services: ServiceScript, logger: Logger) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(5))
+            for name in names where !Task.isCancelled && !services.isRunning(name) {
+                logger.warning("restarting a service that stopped answering", metadata: ["service": "\(name)"])
+                do {
+                    try services.run("stop", [name])
+                    try services.run("start", [name])
+                } catch {
+                    logger.error("restart failed", metadata: ["service": "\(name)", "error": "\(error)"])
+                }
+            }
+        }
     }
 
     /// Reuses the key in `file` while it is valid; otherwise creates one and writes it there.

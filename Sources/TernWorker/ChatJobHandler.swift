@@ -48,8 +48,10 @@ public struct ChatJobHandler: JobHandler {
             await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
             return JobOutcome(tokens: usage.promptTokens + usage.completionTokens)
         }
-        try await store.startJob(job.id.uuid, attempt: job.attempt)
-        try await events.append(job.id, ChatEvent.started(attempt: job.attempt).fields)
+        // The bookkeeping of the start runs while the model reads the prompt, off the way to the
+        // first token; the start event still comes before any token, the row before the end.
+        async let startStored: Void = store.startJob(job.id.uuid, attempt: job.attempt)
+        async let startAnnounced = events.append(job.id, ChatEvent.started(attempt: job.attempt).fields)
 
         // A retried job must not repeat what clients already received: text the earlier attempt
         // streamed is skipped while the new answer matches it, and a divergent answer fails the
@@ -76,6 +78,7 @@ public struct ChatJobHandler: JobHandler {
                     }
                     // `answer` starts with `streamedSoFar`, so this cut is on a character boundary.
                     let newText = String(decoding: answer.utf8.dropFirst(max(before, seen)), as: UTF8.self)
+                    _ = try await startAnnounced
                     try await events.append(job.id, ChatEvent.token(newText).fields)
                 case .finished(let reason, let prompt, let completion):
                     finish = (reason, prompt ?? 0, completion ?? completionPieces)
@@ -99,6 +102,7 @@ public struct ChatJobHandler: JobHandler {
         }
         // The event first: if the worker dies before storing, the next attempt finds `done` and
         // stores what was streamed, rather than generating (and perhaps diverging) again.
+        _ = try await (startStored, startAnnounced)
         let usage = TokenUsage(promptTokens: finish.promptTokens, completionTokens: finish.completionTokens)
         try await events.append(job.id, ChatEvent.done(finishReason: finish.reason, promptTokens: usage.promptTokens, completionTokens: usage.completionTokens).fields)
         try await store.completeChatJob(job.id.uuid, answer: answer, model: chat.model, usage: usage)

@@ -64,7 +64,7 @@ def test_non_streamed_completion_from_the_local_model(stack):
 
 
 def test_models_are_listed(stack):
-    assert [m.id for m in client(stack).models.list()] == [MODEL]
+    assert [m.id for m in client(stack).models.list()] == [MODEL, EMBEDDING_MODEL]
 
 
 def test_errors_reach_the_sdk_as_typed_exceptions(stack):

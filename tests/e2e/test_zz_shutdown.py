@@ -39,6 +39,7 @@ def listening(port):
 def test_ctrl_c_stops_every_process(stack):
     run = STATE / "run"
     service_pids = [int((run / "redis.pid").read_text()), int((run / "llama-server.pid").read_text()),
+                    int((run / "llama-server-embeddings.pid").read_text()),
                     int((STATE / "data" / "postgres" / "postmaster.pid").read_text().split()[0])]
     stack_pids = descendants(stack.process.pid) + service_pids + [stack.process.pid]
     assert all(alive(pid) for pid in service_pids)
