@@ -72,8 +72,3 @@ public enum ChatEvent: Sendable, Equatable {
         }
     }
 }
-
-extension ChatJob {
-    /// The prompt's tokens as estimated before any model saw it.
-    public var estimatedPromptTokens: Int { messages.estimatedTokens }
-}

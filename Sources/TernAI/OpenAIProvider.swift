@@ -47,7 +47,8 @@ public struct OpenAIProvider: Sendable {
 
     /// An HTTP client for upstream calls that keeps up to `connections` connections to each
     /// host: one per call a worker runs at once, so calls never queue inside the client (the
-    /// shared client allows 8). A call whose upstream sends nothing for `gapTimeout` (before
+    /// shared client allows 8). A connection that cannot be made fails its call at once. A
+    /// call whose upstream sends nothing for `gapTimeout` (before
     /// the answer's head, or between pieces) fails: a hung model server cannot hold a job. So
     /// does a connection attempt that takes longer than `connectTimeout`.
     /// Shut it down when the process ends.
@@ -56,6 +57,10 @@ public struct OpenAIProvider: Sendable {
         configuration.timeout.read = gapTimeout
         configuration.timeout.connect = connectTimeout
         configuration.connectionPool = .init(idleTimeout: .seconds(600), concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, connections))
+        // A refused or failed connection fails the call at once: the provider's own retries
+        // (with backoff) and the route's fallback decide what comes next, instead of the
+        // client quietly trying again until the call's deadline.
+        configuration.connectionPool.retryConnectionEstablishment = false
         return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
 
@@ -264,6 +269,8 @@ public struct ProviderError: Error, CustomStringConvertible {
         case truncated
         /// No first piece within the first-token timeout, or no end within the total timeout.
         case timedOut
+        /// Every deployment of the model has an open circuit.
+        case unavailable
     }
     public let code: Code
     /// Details for logs; may quote the upstream's answer, so it is not shown to clients.
@@ -275,7 +282,7 @@ public struct ProviderError: Error, CustomStringConvertible {
     /// failing (5xx), or cut the stream short.
     var mayPassOnRetry: Bool {
         switch code {
-        case .unreachable, .truncated, .timedOut: true
+        case .unreachable, .truncated, .timedOut, .unavailable: true
         case .upstreamStatus(let status): status == 429 || status >= 500
         case .upstreamError, .malformedResponse: false
         }
@@ -301,6 +308,7 @@ public struct ProviderError: Error, CustomStringConvertible {
         case .malformedResponse: "The model server sent an answer Tern could not read."
         case .truncated: "The model server stopped in the middle of the answer."
         case .timedOut: "The model server did not answer in time."
+        case .unavailable: "The model is unavailable right now; try again shortly."
         }
     }
 }
@@ -361,4 +369,38 @@ final class CallProgress: Sendable {
 
 extension Duration {
     var timeAmount: TimeAmount { .nanoseconds(components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000) }
+}
+
+extension OpenAIProvider {
+    /// Counts each text's tokens with the upstream's tokenizer (llama.cpp's `POST /tokenize`,
+    /// beside `/v1`); `nil` if it has none or does not answer within 5 seconds.
+    public func countTokens(_ texts: [String]) async -> [Int]? {
+        guard configuration.baseURL.hasSuffix("/v1") else { return nil }
+        let url = String(configuration.baseURL.dropLast("/v1".count)) + "/tokenize"
+        return await withTaskGroup(of: (Int, Int?).self) { group in
+            for (index, text) in texts.enumerated() {
+                group.addTask {
+                    var request = HTTPClientRequest(url: url)
+                    request.method = .POST
+                    request.headers.add(name: "Content-Type", value: "application/json")
+                    if let key = configuration.apiKey { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
+                    guard let body = try? JSONEncoder().encode(["content": text]) else { return (index, nil) }
+                    request.body = .bytes(ByteBuffer(bytes: body))
+                    guard let response = try? await httpClient.execute(request, timeout: .seconds(5)), response.status == .ok,
+                          let answer = try? await response.body.collect(upTo: 16 << 20),
+                          let decoded = try? JSONDecoder().decode(TokenizeAnswer.self, from: Data(answer.readableBytesView))
+                    else { return (index, nil) }
+                    return (index, decoded.tokens.count)
+                }
+            }
+            var counts = [Int?](repeating: nil, count: texts.count)
+            for await (index, count) in group { counts[index] = count }
+            return counts.contains(where: { $0 == nil }) ? nil : counts.map { $0! }
+        }
+    }
+}
+
+/// llama.cpp's `/tokenize` answer (token ids).
+struct TokenizeAnswer: Decodable {
+    let tokens: [Int]
 }

@@ -70,7 +70,7 @@ extension API {
             let jobID = JobID()
             let title = String((messages.last { $0.role == "user" }?.content ?? "Chat").prefix(80))
             let conversationID = try await store.createChat(
-                user: user, jobID: jobID.uuid, model: chat.model, title: title,
+                user: user, apiKey: caller.key, jobID: jobID.uuid, model: chat.model, title: title,
                 messages: messages.map { StoredMessage(role: $0.role, content: $0.content) })
             let job = ChatJob(
                 userID: user.uuid, conversationID: conversationID, model: chat.model, messages: messages, options: options,

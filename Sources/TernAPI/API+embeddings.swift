@@ -79,7 +79,7 @@ extension API {
         let estimate = texts.reduce(0) { $0 + $1.utf8.count } / 4 + 1
         let jobID = try await withTokenReservation(estimate, for: caller) { buckets in
             let jobID = JobID()
-            try await store.createJob(user: user, jobID: jobID.uuid, kind: EmbeddingJob.type, model: body.model)
+            try await store.createJob(user: user, apiKey: caller.key, jobID: jobID.uuid, kind: EmbeddingJob.type, model: body.model)
             let job = EmbeddingJob(userID: user.uuid, model: body.model, inputs: texts, tokenBuckets: buckets, reservedTokens: estimate)
             try await enqueue(on: embeddingQueue, NewJob(
                 id: jobID, type: EmbeddingJob.type, tenant: user.tenant, payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self),

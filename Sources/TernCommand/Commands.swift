@@ -42,8 +42,9 @@ struct APICommand: AsyncParsableCommand {
         var configuration = API.Configuration()
         configuration.host = environment["TERN_HOST"] ?? "127.0.0.1"
         configuration.port = try environment.int("TERN_PORT", default: 8080)
-        configuration.models = [environment.model]
-        configuration.embeddingModels = environment.embeddingModel.map { [$0] } ?? []
+        let catalogue = try environment.catalogue
+        configuration.models = catalogue.chat.map(\.name)
+        configuration.embeddingModels = catalogue.embedding.map(\.name)
         configuration.metricsToken = environment["TERN_METRICS_TOKEN"]
         let perKey = try environment.int("TERN_RATE_LIMIT_KEY_RPM", default: 600)
         let perUser = try environment.int("TERN_RATE_LIMIT_USER_RPM", default: 1200)
@@ -89,26 +90,35 @@ struct WorkerCommand: AsyncParsableCommand {
         let postgres = PostgresClient(configuration: try environment.database, backgroundLogger: logger)
         let redis = RedisClient(configuration: try environment.redis, logger: logger)
         let queue = try environment.queue(redis)
-        try await queue.setLimits(try environment.providerLimits, for: environment.model)
-        let embeddingSlots = try environment.positive("TERN_EMBEDDING_SLOTS", default: 4)
+        // Each model's calls across all workers: its deployments' slots and request rates.
+        let catalogue = try environment.catalogue
+        for model in catalogue.chat {
+            try await queue.setLimits(ProviderLimits(concurrency: model.slots, requestsPerMinute: model.requestsPerMinute), for: model.name)
+        }
+        let embeddingSlots = catalogue.embedding.map(\.slots).max() ?? 1
         let httpClient = try environment.upstreamHTTPClient(connections: max(configuration.concurrency, embeddingSlots))
+        func routes(_ models: [ModelCatalogue.Model]) throws -> [ModelRoute] {
+            try models.map { model in try ModelRoute(model, httpClient: httpClient) { try environment.withCallSettings($0) } }
+        }
         let chat = ChatJobHandler(
             queue: queue, events: JobEvents(queue: queue), store: Store(client: postgres, logger: logger),
-            provider: OpenAIProvider(configuration: try environment.provider, httpClient: httpClient), budget: TokenBudget(redis: redis), logger: logger)
+            routes: try routes(catalogue.chat), budget: TokenBudget(redis: redis), logger: logger)
         let worker = JobWorker(configuration: configuration, queue: queue, handlers: [ChatJob.type: chat], logger: logger)
         var services: [any Service] = [postgres, redis, worker]
         // Embedding jobs have a queue of their own, claimed in batches: one upstream request
         // (and one of the model's slots) per batch.
-        if let embedding = try environment.embeddingProvider, let name = environment.embeddingModel {
+        if !catalogue.embedding.isEmpty {
             let embeddingQueue = try environment.embeddingQueue(redis)
-            try await embeddingQueue.setLimits(ProviderLimits(concurrency: embeddingSlots), for: name)
+            for model in catalogue.embedding {
+                try await embeddingQueue.setLimits(ProviderLimits(concurrency: model.slots, requestsPerMinute: model.requestsPerMinute), for: model.name)
+            }
             var batches = JobWorker.Configuration()
             batches.name = configuration.name + "-embeddings"
             batches.concurrency = embeddingSlots
             batches.batchSize = try environment.positive("TERN_EMBEDDING_BATCH", default: 32)
             let handler = EmbeddingJobHandler(
                 events: JobEvents(queue: embeddingQueue), store: Store(client: postgres, logger: logger),
-                provider: OpenAIProvider(configuration: embedding, httpClient: httpClient), budget: TokenBudget(redis: redis), logger: logger)
+                routes: try routes(catalogue.embedding), budget: TokenBudget(redis: redis), logger: logger)
             services.append(JobWorker(configuration: batches, queue: embeddingQueue, handlers: [EmbeddingJob.type: handler], logger: logger))
         }
         let metricsPort = try environment.int("TERN_WORKER_METRICS_PORT", default: 0)

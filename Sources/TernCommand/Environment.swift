@@ -60,20 +60,42 @@ struct Environment {
         return RedisJobQueue(name: name, client: redis, configuration: configuration)
     }
 
-    /// Limits every worker applies to the model's upstream: `TERN_LLM_SLOTS` requests at once
-    /// (the model server's parallel slots), `TERN_LLM_RPM` starts per minute if set.
-    var providerLimits: ProviderLimits {
+    /// The models and where they run: the catalogue file `TERN_MODELS_FILE` (see
+    /// `ModelCatalogue`), or else one chat model (`TERN_MODEL` on `TERN_LLM_BASE_URL`) and one
+    /// embedding model (`TERN_EMBEDDING_MODEL` on `TERN_EMBEDDING_BASE_URL`, unless that is `off`).
+    var catalogue: ModelCatalogue {
         get throws {
-            let slots = try int("TERN_LLM_SLOTS", default: 4)
+            if let path = values["TERN_MODELS_FILE"], !path.isEmpty {
+                do {
+                    return try ModelCatalogue.load(contentsOf: URL(fileURLWithPath: path), environment: values)
+                } catch let error as ModelCatalogueError {
+                    throw ValidationError("TERN_MODELS_FILE: \(error)")
+                }
+            }
+            let slots = try positive("TERN_LLM_SLOTS", default: 4)
             let perMinute = try int("TERN_LLM_RPM", default: 0)
-            return ProviderLimits(concurrency: slots > 0 ? slots : nil, requestsPerMinute: perMinute > 0 ? perMinute : nil)
-        }
-    }
-
-    var provider: OpenAIProvider.Configuration {
-        get throws {
-            try withCallSettings(OpenAIProvider.Configuration(
-                baseURL: self["TERN_LLM_BASE_URL"]!, apiKey: self["TERN_LLM_API_KEY"], model: self["TERN_LLM_MODEL"] ?? model))
+            // The embedded llama-server splits its context (TERN_LLM_CONTEXT) among its slots.
+            let window = values["TERN_LLM_BASE_URL"]?.isEmpty ?? true
+                ? try positive("TERN_LLM_CONTEXT", default: 8192) / slots : nil
+            let chat = ModelCatalogue.Model(
+                name: model, contextWindow: try values["TERN_LLM_CONTEXT_WINDOW"].map { _ in try positive("TERN_LLM_CONTEXT_WINDOW", default: 1) } ?? window,
+                deployments: [.init(
+                    name: "default", baseURL: self["TERN_LLM_BASE_URL"]!, upstreamModel: self["TERN_LLM_MODEL"] ?? model,
+                    apiKey: self["TERN_LLM_API_KEY"], slots: slots, requestsPerMinute: perMinute > 0 ? perMinute : nil)])
+            var embedding: [ModelCatalogue.Model] = []
+            if let url = self["TERN_EMBEDDING_BASE_URL"], url != "off" {
+                let name = self["TERN_EMBEDDING_MODEL"] ?? "all-minilm-l6-v2"
+                embedding.append(.init(name: name, deployments: [.init(
+                    name: "default", baseURL: url, upstreamModel: self["TERN_EMBEDDING_UPSTREAM_MODEL"] ?? name,
+                    apiKey: self["TERN_EMBEDDING_API_KEY"], slots: try positive("TERN_EMBEDDING_SLOTS", default: 4))]))
+            }
+            let catalogue = ModelCatalogue(chat: [chat], embedding: embedding)
+            do {
+                try catalogue.validate()
+            } catch let error as ModelCatalogueError {
+                throw ValidationError("\(error)")
+            }
+            return catalogue
         }
     }
 
@@ -102,21 +124,6 @@ struct Environment {
         let number = try int(key, default: value)
         guard number > 0 else { throw ValidationError("\(key) must be at least 1, not \(number)") }
         return number
-    }
-
-    /// The embedding model's public name (`TERN_EMBEDDING_MODEL`, all-minilm-l6-v2 by default);
-    /// `nil` when `TERN_EMBEDDING_BASE_URL` is `off`.
-    var embeddingModel: String? {
-        self["TERN_EMBEDDING_BASE_URL"] == "off" ? nil : self["TERN_EMBEDDING_MODEL"] ?? "all-minilm-l6-v2"
-    }
-
-    /// The embedding upstream (`TERN_EMBEDDING_UPSTREAM_MODEL` is its own name for the model).
-    var embeddingProvider: OpenAIProvider.Configuration? {
-        get throws {
-            guard let url = self["TERN_EMBEDDING_BASE_URL"], let model = embeddingModel else { return nil }
-            return try withCallSettings(OpenAIProvider.Configuration(
-                baseURL: url, apiKey: self["TERN_EMBEDDING_API_KEY"], model: self["TERN_EMBEDDING_UPSTREAM_MODEL"] ?? model))
-        }
     }
 
     static func logger(_ label: String) -> Logger {

@@ -95,5 +95,10 @@ enum Migrations {
             """,
             "CREATE INDEX jobs_user_finished ON jobs (user_id, finished_at) WHERE status = 'completed'",
         ]),
+        // Usage by key as well as by user, model and day.
+        (3, "the API key of each job", [
+            "ALTER TABLE jobs ADD COLUMN api_key_id uuid REFERENCES api_keys (id) ON DELETE SET NULL",
+            "CREATE INDEX jobs_key_finished ON jobs (api_key_id, finished_at) WHERE api_key_id IS NOT NULL",
+        ]),
     ]
 }

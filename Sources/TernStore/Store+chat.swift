@@ -25,7 +25,7 @@ extension Store {
     /// Creates a conversation with its first messages and a queued chat job, in one statement
     /// (one round trip, one commit).
     public func createChat(
-        user: UserID, jobID: UUID, model: String, title: String, messages: [StoredMessage]
+        user: UserID, apiKey: UUID? = nil, jobID: UUID, model: String, title: String, messages: [StoredMessage]
     ) async throws -> UUID {
         let conversationID = UUID()
         try await client.query("""
@@ -37,16 +37,16 @@ extension Store {
                 FROM conversation, unnest(\(messages.map(\.role))::text[], \(messages.map(\.content))::text[]) WITH ORDINALITY AS m (role, content, n)
                 ORDER BY m.n
             )
-            INSERT INTO jobs (id, user_id, conversation_id, kind, model)
-            SELECT \(jobID), \(user.uuid), conversation.id, 'chat', \(model) FROM conversation
+            INSERT INTO jobs (id, user_id, api_key_id, conversation_id, kind, model)
+            SELECT \(jobID), \(user.uuid), \(apiKey), conversation.id, 'chat', \(model) FROM conversation
             """, logger: logger)
         return conversationID
     }
 
     /// Records a queued job without a conversation (an embedding request, ...).
-    public func createJob(user: UserID, jobID: UUID, kind: String, model: String) async throws {
+    public func createJob(user: UserID, apiKey: UUID? = nil, jobID: UUID, kind: String, model: String) async throws {
         try await client.query("""
-            INSERT INTO jobs (id, user_id, kind, model) VALUES (\(jobID), \(user.uuid), \(kind), \(model))
+            INSERT INTO jobs (id, user_id, api_key_id, kind, model) VALUES (\(jobID), \(user.uuid), \(apiKey), \(kind), \(model))
             """, logger: logger)
     }
 
@@ -144,12 +144,14 @@ extension Store {
     }
 
     /// Tokens the user's finished jobs (completed, or cancelled after some output) used, per day (UTC) and model, from `since` on.
-    public func usage(of user: UserID, since: Date) async throws -> [UsageRow] {
+    /// With `apiKey`, only the jobs requested with that key.
+    public func usage(of user: UserID, since: Date, apiKey: UUID? = nil) async throws -> [UsageRow] {
         let rows = try await client.query("""
             SELECT to_char(date_trunc('day', finished_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD'), model, count(*),
                    coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0)
             FROM jobs
             WHERE user_id = \(user.uuid) AND status IN ('completed', 'cancelled') AND finished_at >= \(since)
+                AND (\(apiKey)::uuid IS NULL OR api_key_id = \(apiKey))
             GROUP BY 1, 2 ORDER BY 1, 2
             """, logger: logger)
         var usage: [UsageRow] = []

@@ -14,16 +14,17 @@ public struct ChatJobHandler: JobHandler {
     let queue: any JobQueue
     let events: JobEvents
     let store: Store
-    let provider: OpenAIProvider
+    /// The chat models this worker serves, by public name.
+    let routes: [String: ModelRoute]
     /// Where the callers' tokens-a-minute reservations are settled.
     let budget: TokenBudget
     let logger: Logger
 
-    public init(queue: any JobQueue, events: JobEvents, store: Store, provider: OpenAIProvider, budget: TokenBudget, logger: Logger) {
+    public init(queue: any JobQueue, events: JobEvents, store: Store, routes: [ModelRoute], budget: TokenBudget, logger: Logger) {
         self.queue = queue
         self.events = events
         self.store = store
-        self.provider = provider
+        self.routes = Dictionary(routes.map { ($0.model, $0) }, uniquingKeysWith: { first, _ in first })
         self.budget = budget
         self.logger = logger
     }
@@ -48,10 +49,26 @@ public struct ChatJobHandler: JobHandler {
             await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
             return JobOutcome(tokens: usage.promptTokens + usage.completionTokens)
         }
+        guard let route = routes[chat.model] else {
+            logger.error("no route for the job's model", metadata: ["model": "\(chat.model)"])
+            throw try await fail(job, code: "model_not_served", message: "no worker serves the model \(chat.model)", logger: logger)
+        }
         // The bookkeeping of the start runs while the model reads the prompt, off the way to the
         // first token; the start event still comes before any token, the row before the end.
         async let startStored: Void = store.startJob(job.id.uuid, attempt: job.attempt)
         async let startAnnounced = events.append(job.id, ChatEvent.started(attempt: job.attempt).fields)
+        var messages = chat.messages
+        if let window = route.contextWindow {
+            let reserve = chat.options.maxTokens ?? min(256, window / 4)
+            guard let fitted = await PromptFitting.fit(messages, window: window, reserve: reserve, count: route.countTokens) else {
+                throw try await fail(
+                    job, code: "context_length_exceeded",
+                    message: "the newest message does not fit the model's context window of \(window) tokens with \(reserve) left for the answer",
+                    logger: logger)
+            }
+            if fitted.count < messages.count { logger.info("conversation trimmed to the context window", metadata: ["dropped": "\(messages.count - fitted.count)"]) }
+            messages = fitted
+        }
 
         // A retried job must not repeat what clients already received: text the earlier attempt
         // streamed is skipped while the new answer matches it, and a divergent answer fails the
@@ -60,7 +77,7 @@ public struct ChatJobHandler: JobHandler {
         var finish = (reason: "stop", promptTokens: 0, completionTokens: 0)
         var completionPieces = 0
         do {
-            for try await part in provider.streamChat(messages: chat.messages, options: chat.options) {
+            for try await part in route.streamChat(messages: messages, options: chat.options) {
                 switch part {
                 case .text(let raw):
                     // PostgreSQL's text cannot hold NUL: the model's are dropped before anyone sees them.
@@ -121,7 +138,7 @@ public struct ChatJobHandler: JobHandler {
         let answer = answer.utf8.count >= earlier.utf8.count ? answer : earlier
         let cancelRequested = try await Task { try await queue.status(job.id)?.cancelRequested ?? false }.value
         if cancelRequested {
-            let usage = TokenUsage(promptTokens: chat.estimatedPromptTokens, completionTokens: pieces)
+            let usage = TokenUsage(promptTokens: chat.messages.estimatedTokens, completionTokens: pieces)
             try await Task {
                 try await store.stopChatJob(job.id.uuid, answer: answer, model: chat.model, usage: usage)
                 await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)

@@ -10,18 +10,19 @@ import TernStore
 public struct EmbeddingJobHandler: BatchJobHandler {
     let events: JobEvents
     let store: Store
-    let provider: OpenAIProvider
+    /// The embedding models this worker serves, by public name.
+    let routes: [String: ModelRoute]
     let budget: TokenBudget
     let logger: Logger
     /// Most texts in one upstream request.
     let maximumInputsPerRequest: Int
 
     public init(
-        events: JobEvents, store: Store, provider: OpenAIProvider, budget: TokenBudget, logger: Logger, maximumInputsPerRequest: Int = 256
+        events: JobEvents, store: Store, routes: [ModelRoute], budget: TokenBudget, logger: Logger, maximumInputsPerRequest: Int = 256
     ) {
         self.events = events
         self.store = store
-        self.provider = provider
+        self.routes = Dictionary(routes.map { ($0.model, $0) }, uniquingKeysWith: { first, _ in first })
         self.budget = budget
         self.logger = logger
         self.maximumInputsPerRequest = max(1, maximumInputsPerRequest)
@@ -32,15 +33,21 @@ public struct EmbeddingJobHandler: BatchJobHandler {
         var requests: [(index: Int, job: ClaimedJob, request: EmbeddingJob)] = []
         for (index, job) in batch.enumerated() {
             if let request = try? JSONDecoder().decode(EmbeddingJob.self, from: Data(job.payload.utf8)) {
+                guard routes[request.model] != nil else {
+                    results[index] = await failure(job, code: "model_not_served", reason: "no worker serves the model \(request.model)", request: request)
+                    continue
+                }
                 requests.append((index, job, request))
             } else {
                 logger.error("job payload is not an embedding job", metadata: ["job": "\(job.id)"])
                 results[index] = await failure(job, code: "invalid_job", reason: "the job could not be read", request: nil)
             }
         }
-        for group in Self.grouped(requests, maximumInputs: maximumInputsPerRequest, inputs: { $0.request.inputs.count }) {
+        // A batch holds the jobs of one provider, which is the model: one route serves them all.
+        let models = Dictionary(grouping: requests, by: \.request.model)
+        for group in models.values.flatMap({ Self.grouped($0, maximumInputs: maximumInputsPerRequest, inputs: { $0.request.inputs.count }) }) {
             do {
-                let embeddings = try await provider.embed(group.flatMap(\.request.inputs))
+                let embeddings = try await routes[group[0].request.model]!.embed(group.flatMap(\.request.inputs))
                 let shares = Self.split(tokens: embeddings.promptTokens, by: group.map { $0.request.inputs.reduce(0) { $0 + $1.utf8.count } })
                 var offset = 0
                 var parts: [(index: Int, job: ClaimedJob, request: EmbeddingJob, embeddings: Embeddings)] = []

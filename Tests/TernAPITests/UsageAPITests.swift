@@ -15,11 +15,16 @@ import TernTestSupport
     @Test func usageIsPerDayAndModelAndOnlyTheCallers() async throws {
         try await TestServices.withStore { store in
             let user = try await store.ensureUser(email: TestServices.uniqueName("usage") + "@test")
-            let key = try await store.createAPIKey(for: user, name: "u").secret
+            let created = try await store.createAPIKey(for: user, name: "u")
+            let key = created.secret
+            let second = try await store.createAPIKey(for: user, name: "second")
             let other = try await store.createAPIKey(for: try await store.ensureUser(email: TestServices.uniqueName("other") + "@test"), name: "o").secret
+            // The second key made the "b" request.
             for (model, prompt, completion) in [("a", 10, 5), ("a", 1, 2), ("b", 7, 7)] {
                 let job = UUID()
-                _ = try await store.createChat(user: user, jobID: job, model: model, title: "t", messages: [StoredMessage(role: "user", content: "hi")])
+                _ = try await store.createChat(
+                    user: user, apiKey: model == "b" ? second.id : created.id, jobID: job, model: model, title: "t",
+                    messages: [StoredMessage(role: "user", content: "hi")])
                 try await store.completeChatJob(job, answer: "ok", model: model, usage: TokenUsage(promptTokens: prompt, completionTokens: completion))
             }
             try await TestServices.withRedis { (redis: RedisClient) async throws in
@@ -37,6 +42,14 @@ import TernTestSupport
                         #expect(String(buffer: response.body).contains(#""data":[]"#))
                     }
                     try await client.execute(uri: "/v1/usage?days=0", method: .get, headers: [.authorization: "Bearer \(key)"]) {
+                        #expect($0.status == .badRequest)
+                    }
+                    // By key: only that key's requests.
+                    try await client.execute(uri: "/v1/usage?api_key=\(second.id)", method: .get, headers: [.authorization: "Bearer \(key)"]) { response in
+                        let rows = (try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any])?["data"] as? [[String: Any]] ?? []
+                        #expect(rows.map { $0["model"] as? String } == ["b"])
+                    }
+                    try await client.execute(uri: "/v1/usage?api_key=nope", method: .get, headers: [.authorization: "Bearer \(key)"]) {
                         #expect($0.status == .badRequest)
                     }
                 }

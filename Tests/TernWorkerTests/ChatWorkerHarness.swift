@@ -41,7 +41,8 @@ struct ChatWorkerHarness: Sendable {
                 configuration.concurrency = 2
                 configuration.idleWait = .milliseconds(200)
                 let handler = ChatJobHandler(
-                    queue: queue, events: harness.events, store: store, provider: OpenAIProvider(configuration: settings, httpClient: httpClient),
+                    queue: queue, events: harness.events, store: store,
+                    routes: [ModelRoute(model: "mock", provider: OpenAIProvider(configuration: settings, httpClient: httpClient))],
                     budget: harness.budget, logger: TestServices.logger)
                 let worker = JobWorker(configuration: configuration, queue: queue, handlers: [ChatJob.type: handler], logger: TestServices.logger)
                 let result: Swift.Result<Result, any Error>

@@ -42,7 +42,7 @@ struct MockEmbeddingStats: Decodable {
                 var configuration = JobWorker.Configuration()
                 configuration.concurrency = 2
                 configuration.batchSize = batchSize
-                let handler = EmbeddingJobHandler(events: events, store: store, provider: provider, budget: TokenBudget(redis: redis), logger: TestServices.logger)
+                let handler = EmbeddingJobHandler(events: events, store: store, routes: [ModelRoute(model: model, provider: provider)], budget: TokenBudget(redis: redis), logger: TestServices.logger)
                 let worker = JobWorker(configuration: configuration, queue: queue, handlers: [EmbeddingJob.type: handler], logger: TestServices.logger)
                 let finished = try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await worker.run() }

@@ -85,9 +85,9 @@ SIDE_API_PORT = 18085
 
 @pytest.fixture(scope="module")
 def side_api(stack):
-    """A second API instance and worker on their own queue, with an embedding upstream (the mock:
-    `tern up` runs no local embedding model yet) and a tight rate limit (6 a minute, 5 back to
-    back), for the SDK's embeddings and rate-limit checks."""
+    """A second API instance and worker on their own queue, with the mock as the embedding
+    upstream (deterministic vectors) and a tight rate limit (6 a minute, 5 back to back), for the
+    SDK's embeddings and rate-limit checks."""
     from conftest import start_tern, stop_all
     env = dict(os.environ)
     env.update({"TERN_QUEUE": f"sdk-{uuid.uuid4().hex[:8]}", "TERN_LLM_BASE_URL": f"http://127.0.0.1:{SIDE_MOCK_PORT}/v1",

@@ -1,0 +1,110 @@
+import AsyncHTTPClient
+import NIOConcurrencyHelpers
+
+/// One model's deployments in order of preference, each with its provider and circuit breaker.
+/// A call goes to the first deployment whose circuit lets it through; a failure that may pass
+/// (unreachable, timed out, throttled, 5xx, cut short), before anything was streamed, moves it
+/// on to the next one. Once the answer has begun, a failure ends the call: another deployment
+/// would give another answer.
+public struct ModelRoute: Sendable {
+    public struct Target: Sendable {
+        public let name: String
+        public let provider: OpenAIProvider
+        public let breaker: CircuitBreaker
+
+        public init(name: String, provider: OpenAIProvider, breaker: CircuitBreaker = CircuitBreaker()) {
+            self.name = name
+            self.provider = provider
+            self.breaker = breaker
+        }
+    }
+
+    /// The public model name.
+    public let model: String
+    /// Tokens of prompt and answer one call may hold, if known.
+    public let contextWindow: Int?
+    public let targets: [Target]
+
+    public init(model: String, contextWindow: Int? = nil, targets: [Target]) {
+        self.model = model
+        self.contextWindow = contextWindow
+        self.targets = targets
+    }
+
+    /// A model with one deployment.
+    public init(model: String, contextWindow: Int? = nil, provider: OpenAIProvider) {
+        self.init(model: model, contextWindow: contextWindow, targets: [Target(name: "default", provider: provider, breaker: CircuitBreaker())])
+    }
+
+    /// The route of a catalogue model; `settings` adds the timeouts and attempts to each
+    /// deployment's configuration.
+    public init(
+        _ model: ModelCatalogue.Model, httpClient: HTTPClient,
+        settings: (OpenAIProvider.Configuration) throws -> OpenAIProvider.Configuration = { $0 }
+    ) rethrows {
+        self.init(model: model.name, contextWindow: model.contextWindow, targets: try model.deployments.map { deployment in
+            let configuration = try settings(OpenAIProvider.Configuration(baseURL: deployment.baseURL, apiKey: deployment.apiKey, model: deployment.upstreamModel))
+            return Target(name: deployment.name, provider: OpenAIProvider(configuration: configuration, httpClient: httpClient), breaker: CircuitBreaker())
+        })
+    }
+
+    /// Streams a chat completion from the first deployment that answers.
+    public func streamChat(messages: [ChatMessage], options: GenerationOptions) -> AsyncThrowingStream<ChatStreamPart, any Error> {
+        AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    try await route { target, streamed in
+                        for try await part in target.provider.streamChat(messages: messages, options: options) {
+                            if case .text = part { streamed.set() }
+                            continuation.yield(part)
+                        }
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// Embeds texts with the first deployment that answers.
+    public func embed(_ inputs: [String]) async throws -> Embeddings {
+        try await route { target, _ in try await target.provider.embed(inputs) }
+    }
+
+    /// Counts each text's tokens with the first deployment's tokenizer; `nil` if it has none.
+    public func countTokens(_ texts: [String]) async -> [Int]? {
+        await targets.first?.provider.countTokens(texts)
+    }
+
+    private func route<Result>(_ call: (Target, Streamed) async throws -> Result) async throws -> Result {
+        var lastError: (any Error)?
+        for target in targets where target.breaker.acquire() {
+            let streamed = Streamed()
+            do {
+                let result = try await call(target, streamed)
+                target.breaker.succeeded()
+                return result
+            } catch let error as ProviderError where error.mayPassOnRetry {
+                target.breaker.failed()
+                if streamed.value || Task.isCancelled { throw error }
+                lastError = error
+            } catch let error as ProviderError {
+                target.breaker.succeeded()  // it answered, with a refusal of this request
+                throw error
+            } catch {
+                target.breaker.abandoned()  // cancelled: nothing learnt about the deployment
+                throw error
+            }
+        }
+        throw lastError ?? ProviderError(.unavailable, "every deployment of \(model) has an open circuit")
+    }
+}
+
+/// Whether a call has streamed part of its answer.
+final class Streamed: Sendable {
+    private let state = NIOLockedValueBox(false)
+    var value: Bool { state.withLockedValue { $0 } }
+    func set() { state.withLockedValue { $0 = true } }
+}
