@@ -5,7 +5,7 @@ import Foundation
 /// open. Read from a JSON file (`TERN_MODELS_FILE`):
 ///
 ///     {"chat": [{"name": "smollm2-135m", "context_window": 2048, "deployments": [
-///         {"name": "local", "base_url": "http://127.0.0.1:7081/v1", "model": "smollm2", "slots": 4},
+///         {"name": "local", "base_url": "http://127.0.0.1:7081/v1", "model": "smollm2", "slots": 4, "tokenizer": true},
 ///         {"name": "cloud", "base_url": "https://api.example.com/v1", "model": "small",
 ///          "api_key_env": "CLOUD_KEY", "slots": 16, "rpm": 600}]}],
 ///      "embedding": [{"name": "all-minilm-l6-v2", "deployments": [...]}]}
@@ -25,14 +25,20 @@ public struct ModelCatalogue: Sendable, Equatable {
         public var slots: Int
         /// Requests it accepts per minute, if it has such a limit.
         public var requestsPerMinute: Int?
+        /// Whether it counts tokens at `/tokenize` (llama.cpp's server).
+        public var tokenizer: Bool
 
-        public init(name: String, baseURL: String, upstreamModel: String, apiKey: String? = nil, slots: Int, requestsPerMinute: Int? = nil) {
+        public init(
+            name: String, baseURL: String, upstreamModel: String, apiKey: String? = nil, slots: Int, requestsPerMinute: Int? = nil,
+            tokenizer: Bool = false
+        ) {
             self.name = name
             self.baseURL = baseURL
             self.upstreamModel = upstreamModel
             self.apiKey = apiKey
             self.slots = slots
             self.requestsPerMinute = requestsPerMinute
+            self.tokenizer = tokenizer
         }
     }
 
@@ -65,9 +71,10 @@ public struct ModelCatalogue: Sendable, Equatable {
         self.embedding = embedding
     }
 
-    /// Reads a catalogue file; `environment` resolves `api_key_env`. Throws
-    /// `ModelCatalogueError` with what is wrong.
-    public static func load(contentsOf url: URL, environment: [String: String]) throws -> ModelCatalogue {
+    /// Reads a catalogue file; `environment` resolves `api_key_env`. Without `resolvingKeys`
+    /// (the API, which calls no upstream) the keys are left out. Throws `ModelCatalogueError`
+    /// with what is wrong.
+    public static func load(contentsOf url: URL, environment: [String: String], resolvingKeys: Bool = true) throws -> ModelCatalogue {
         let data: Data
         do {
             data = try Data(contentsOf: url)
@@ -81,8 +88,8 @@ public struct ModelCatalogue: Sendable, Equatable {
             throw ModelCatalogueError("\(url.path) is not a model catalogue: \(error)")
         }
         let catalogue = ModelCatalogue(
-            chat: try (file.chat ?? []).map { try $0.resolved(environment: environment) },
-            embedding: try (file.embedding ?? []).map { try $0.resolved(environment: environment) })
+            chat: try (file.chat ?? []).map { try $0.resolved(environment: environment, keys: resolvingKeys) },
+            embedding: try (file.embedding ?? []).map { try $0.resolved(environment: environment, keys: resolvingKeys) })
         try catalogue.validate()
         return catalogue
     }
@@ -128,16 +135,19 @@ private struct CatalogueFile: Decodable {
         let api_key_file: String?
         let slots: Int?
         let rpm: Int?
+        let tokenizer: Bool?
     }
     struct Model: Decodable {
         let name: String
         let context_window: Int?
         let deployments: [Deployment]
 
-        func resolved(environment: [String: String]) throws -> ModelCatalogue.Model {
+        func resolved(environment: [String: String], keys: Bool) throws -> ModelCatalogue.Model {
             ModelCatalogue.Model(name: name, contextWindow: context_window, deployments: try deployments.enumerated().map { index, deployment in
                 var key: String?
-                if let variable = deployment.api_key_env {
+                if !keys {
+                    key = nil
+                } else if let variable = deployment.api_key_env {
                     guard let value = environment[variable], !value.isEmpty else {
                         throw ModelCatalogueError("model '\(name)': the environment variable \(variable) (api_key_env) is not set")
                     }
@@ -150,7 +160,7 @@ private struct CatalogueFile: Decodable {
                 }
                 return ModelCatalogue.Deployment(
                     name: deployment.name ?? "deployment-\(index + 1)", baseURL: deployment.base_url, upstreamModel: deployment.model ?? name,
-                    apiKey: key, slots: deployment.slots ?? 4, requestsPerMinute: deployment.rpm)
+                    apiKey: key, slots: deployment.slots ?? 4, requestsPerMinute: deployment.rpm, tokenizer: deployment.tokenizer ?? false)
             })
         }
     }

@@ -5,7 +5,9 @@ import NIOConcurrencyHelpers
 /// A call goes to the first deployment whose circuit lets it through; a failure that may pass
 /// (unreachable, timed out, throttled, 5xx, cut short), before anything was streamed, moves it
 /// on to the next one. Once the answer has begun, a failure ends the call: another deployment
-/// would give another answer.
+/// would give another answer. The circuits only steer calls between deployments: when every
+/// circuit is open, the last deployment is tried anyway, so a model with one deployment keeps
+/// being tried (with the provider's own retries) through an outage.
 public struct ModelRoute: Sendable {
     public struct Target: Sendable {
         public let name: String
@@ -43,7 +45,8 @@ public struct ModelRoute: Sendable {
         settings: (OpenAIProvider.Configuration) throws -> OpenAIProvider.Configuration = { $0 }
     ) rethrows {
         self.init(model: model.name, contextWindow: model.contextWindow, targets: try model.deployments.map { deployment in
-            let configuration = try settings(OpenAIProvider.Configuration(baseURL: deployment.baseURL, apiKey: deployment.apiKey, model: deployment.upstreamModel))
+            var configuration = try settings(OpenAIProvider.Configuration(baseURL: deployment.baseURL, apiKey: deployment.apiKey, model: deployment.upstreamModel))
+            configuration.tokenizer = deployment.tokenizer
             return Target(name: deployment.name, provider: OpenAIProvider(configuration: configuration, httpClient: httpClient), breaker: CircuitBreaker())
         })
     }
@@ -55,7 +58,11 @@ public struct ModelRoute: Sendable {
                 do {
                     try await route { target, streamed in
                         for try await part in target.provider.streamChat(messages: messages, options: options) {
-                            if case .text = part { streamed.set() }
+                            // The deployment works once it answers: a probe need not wait for the end.
+                            if case .text = part, !streamed.value {
+                                streamed.set()
+                                target.breaker.succeeded()
+                            }
                             continuation.yield(part)
                         }
                     }
@@ -73,18 +80,22 @@ public struct ModelRoute: Sendable {
         try await route { target, _ in try await target.provider.embed(inputs) }
     }
 
-    /// Counts each text's tokens with the first deployment's tokenizer; `nil` if it has none.
+    /// Counts each text's tokens with the tokenizer of the first deployment whose circuit is
+    /// closed; `nil` if it has none (see `OpenAIProvider.Configuration.tokenizer`).
     public func countTokens(_ texts: [String]) async -> [Int]? {
-        await targets.first?.provider.countTokens(texts)
+        await targets.first { !$0.breaker.isOpen }?.provider.countTokens(texts)
     }
 
     private func route<Result>(_ call: (Target, Streamed) async throws -> Result) async throws -> Result {
         var lastError: (any Error)?
-        for target in targets where target.breaker.acquire() {
+        var tried = false
+        for (index, target) in targets.enumerated() where target.breaker.acquire() || (!tried && index == targets.count - 1) {
+            tried = true
             let streamed = Streamed()
             do {
                 let result = try await call(target, streamed)
-                target.breaker.succeeded()
+                // A stream cut short by its reader's cancellation ends quietly: it proves nothing.
+                if Task.isCancelled { target.breaker.abandoned() } else { target.breaker.succeeded() }
                 return result
             } catch let error as ProviderError where error.mayPassOnRetry {
                 target.breaker.failed()
@@ -98,7 +109,7 @@ public struct ModelRoute: Sendable {
                 throw error
             }
         }
-        throw lastError ?? ProviderError(.unavailable, "every deployment of \(model) has an open circuit")
+        throw lastError ?? ProviderError(.unavailable, "model \(model) has no deployment")
     }
 }
 

@@ -25,6 +25,9 @@ public struct OpenAIProvider: Sendable {
         public var totalTimeout: Duration = .seconds(600)
         /// Calls per request, the first included, while nothing has been streamed (see `runRetrying`).
         public var maximumAttempts = 3
+        /// Whether the upstream counts tokens at `/tokenize` beside `/v1` (llama.cpp's server):
+        /// then long conversations are fitted to the context window with exact counts.
+        public var tokenizer = false
         /// The first retry's wait before jitter; each further one doubles it.
         public var retryBaseDelay: Duration = .milliseconds(250)
         /// The longest wait before a retry, even when the upstream's `Retry-After` asks for more.
@@ -82,7 +85,7 @@ public struct OpenAIProvider: Sendable {
     }
 
     private func runRetrying(messages: [ChatMessage], options: GenerationOptions, yield: @escaping @Sendable (ChatStreamPart) -> Void) async throws {
-        try await retrying { progress in
+        try await retrying(streaming: true) { progress in
             try await run(messages: messages, options: options) { part in
                 progress.pieceArrived()
                 yield(part)
@@ -96,10 +99,12 @@ public struct OpenAIProvider: Sendable {
     /// the upstream's `Retry-After` asks (up to `maximumRetryDelay`). Once a piece was
     /// streamed, a failure ends the call: a retry could not continue the answer without
     /// repeating or changing it.
-    func retrying<Result: Sendable>(_ call: @escaping @Sendable (CallProgress) async throws -> Result) async throws -> Result {
+    /// A `streaming` call must bring its first piece within the first-token timeout; any call
+    /// must end within the total timeout.
+    func retrying<Result: Sendable>(streaming: Bool, _ call: @escaping @Sendable (CallProgress) async throws -> Result) async throws -> Result {
         var attempt = 1
         while true {
-            let progress = CallProgress(configuration: configuration)
+            let progress = CallProgress(configuration: configuration, streaming: streaming)
             do {
                 return try await progress.enforcingTimeouts { try await call(progress) }
             } catch let error as ProviderError where !progress.streamed && error.mayPassOnRetry && attempt < configuration.maximumAttempts {
@@ -173,7 +178,7 @@ extension OpenAIProvider {
     /// Embeds texts in one upstream request (`POST /embeddings`); the vectors come back in the
     /// order of `inputs`. Throws `ProviderError` for upstream failures.
     public func embed(_ inputs: [String]) async throws -> Embeddings {
-        try await retrying { _ in try await embedOnce(inputs) }
+        try await retrying(streaming: false) { _ in try await embedOnce(inputs) }
     }
 
     private func embedOnce(_ inputs: [String]) async throws -> Embeddings {
@@ -324,12 +329,12 @@ final class CallProgress: Sendable {
     private let firstTokenTimeout: Duration
     private let totalTimeout: Duration
 
-    init(configuration: OpenAIProvider.Configuration) {
+    init(configuration: OpenAIProvider.Configuration, streaming: Bool) {
         let now = ContinuousClock.now
         total = now + configuration.totalTimeout
         firstTokenTimeout = configuration.firstTokenTimeout
         totalTimeout = configuration.totalTimeout
-        state = NIOLockedValueBox(State(deadline: min(now + configuration.firstTokenTimeout, total)))
+        state = NIOLockedValueBox(State(deadline: streaming ? min(now + configuration.firstTokenTimeout, total) : total))
     }
 
     /// Whether a piece of the answer has arrived.
@@ -350,9 +355,9 @@ final class CallProgress: Sendable {
             group.addTask { try await call() }
             group.addTask {
                 while true {
-                    let (deadline, streamed) = self.state.withLockedValue { ($0.deadline, $0.streamed) }
+                    let deadline = self.state.withLockedValue { $0.deadline }
                     if ContinuousClock.now >= deadline {
-                        throw streamed
+                        throw deadline == self.total
                             ? ProviderError(.timedOut, "upstream did not finish within \(self.totalTimeout)")
                             : ProviderError(.timedOut, "upstream sent no answer within \(self.firstTokenTimeout)")
                     }
@@ -373,12 +378,15 @@ extension Duration {
 
 extension OpenAIProvider {
     /// Counts each text's tokens with the upstream's tokenizer (llama.cpp's `POST /tokenize`,
-    /// beside `/v1`); `nil` if it has none or does not answer within 5 seconds.
+    /// beside `/v1`), four requests at a time; `nil` if it has none (`tokenizer` is off) or does
+    /// not answer within 5 seconds.
     public func countTokens(_ texts: [String]) async -> [Int]? {
-        guard configuration.baseURL.hasSuffix("/v1") else { return nil }
+        guard configuration.tokenizer, configuration.baseURL.hasSuffix("/v1") else { return nil }
         let url = String(configuration.baseURL.dropLast("/v1".count)) + "/tokenize"
         return await withTaskGroup(of: (Int, Int?).self) { group in
+            var counts = [Int?](repeating: nil, count: texts.count)
             for (index, text) in texts.enumerated() {
+                if index >= 4, let (done, count) = await group.next() { counts[done] = count }
                 group.addTask {
                     var request = HTTPClientRequest(url: url)
                     request.method = .POST
@@ -393,7 +401,6 @@ extension OpenAIProvider {
                     return (index, decoded.tokens.count)
                 }
             }
-            var counts = [Int?](repeating: nil, count: texts.count)
             for await (index, count) in group { counts[index] = count }
             return counts.contains(where: { $0 == nil }) ? nil : counts.map { $0! }
         }

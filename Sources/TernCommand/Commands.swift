@@ -42,7 +42,7 @@ struct APICommand: AsyncParsableCommand {
         var configuration = API.Configuration()
         configuration.host = environment["TERN_HOST"] ?? "127.0.0.1"
         configuration.port = try environment.int("TERN_PORT", default: 8080)
-        let catalogue = try environment.catalogue
+        let catalogue = try environment.catalogue(resolvingKeys: false)
         configuration.models = catalogue.chat.map(\.name)
         configuration.embeddingModels = catalogue.embedding.map(\.name)
         configuration.metricsToken = environment["TERN_METRICS_TOKEN"]

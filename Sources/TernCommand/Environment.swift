@@ -63,25 +63,25 @@ struct Environment {
     /// The models and where they run: the catalogue file `TERN_MODELS_FILE` (see
     /// `ModelCatalogue`), or else one chat model (`TERN_MODEL` on `TERN_LLM_BASE_URL`) and one
     /// embedding model (`TERN_EMBEDDING_MODEL` on `TERN_EMBEDDING_BASE_URL`, unless that is `off`).
-    var catalogue: ModelCatalogue {
-        get throws {
+    var catalogue: ModelCatalogue { get throws { try catalogue(resolvingKeys: true) } }
+
+    /// The catalogue; without `resolvingKeys` (the API calls no upstream) no key is read.
+    func catalogue(resolvingKeys: Bool) throws -> ModelCatalogue {
+        do {
             if let path = values["TERN_MODELS_FILE"], !path.isEmpty {
-                do {
-                    return try ModelCatalogue.load(contentsOf: URL(fileURLWithPath: path), environment: values)
-                } catch let error as ModelCatalogueError {
-                    throw ValidationError("TERN_MODELS_FILE: \(error)")
-                }
+                return try ModelCatalogue.load(contentsOf: URL(fileURLWithPath: path), environment: values, resolvingKeys: resolvingKeys)
             }
             let slots = try positive("TERN_LLM_SLOTS", default: 4)
             let perMinute = try int("TERN_LLM_RPM", default: 0)
-            // The embedded llama-server splits its context (TERN_LLM_CONTEXT) among its slots.
-            let window = values["TERN_LLM_BASE_URL"]?.isEmpty ?? true
-                ? try positive("TERN_LLM_CONTEXT", default: 8192) / slots : nil
+            // The embedded llama-server splits its context (TERN_LLM_CONTEXT) among its slots,
+            // and has a tokenizer.
+            let embedded = values["TERN_LLM_BASE_URL"]?.isEmpty ?? true
+            let window = embedded ? try positive("TERN_LLM_CONTEXT", default: 8192) / slots : nil
             let chat = ModelCatalogue.Model(
                 name: model, contextWindow: try values["TERN_LLM_CONTEXT_WINDOW"].map { _ in try positive("TERN_LLM_CONTEXT_WINDOW", default: 1) } ?? window,
                 deployments: [.init(
                     name: "default", baseURL: self["TERN_LLM_BASE_URL"]!, upstreamModel: self["TERN_LLM_MODEL"] ?? model,
-                    apiKey: self["TERN_LLM_API_KEY"], slots: slots, requestsPerMinute: perMinute > 0 ? perMinute : nil)])
+                    apiKey: self["TERN_LLM_API_KEY"], slots: slots, requestsPerMinute: perMinute > 0 ? perMinute : nil, tokenizer: embedded)])
             var embedding: [ModelCatalogue.Model] = []
             if let url = self["TERN_EMBEDDING_BASE_URL"], url != "off" {
                 let name = self["TERN_EMBEDDING_MODEL"] ?? "all-minilm-l6-v2"
@@ -90,12 +90,10 @@ struct Environment {
                     apiKey: self["TERN_EMBEDDING_API_KEY"], slots: try positive("TERN_EMBEDDING_SLOTS", default: 4))]))
             }
             let catalogue = ModelCatalogue(chat: [chat], embedding: embedding)
-            do {
-                try catalogue.validate()
-            } catch let error as ModelCatalogueError {
-                throw ValidationError("\(error)")
-            }
+            try catalogue.validate()
             return catalogue
+        } catch let error as ModelCatalogueError {
+            throw ValidationError("\(error)")
         }
     }
 

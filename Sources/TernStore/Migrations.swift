@@ -99,6 +99,8 @@ enum Migrations {
         (3, "the API key of each job", [
             "ALTER TABLE jobs ADD COLUMN api_key_id uuid REFERENCES api_keys (id) ON DELETE SET NULL",
             "CREATE INDEX jobs_key_finished ON jobs (api_key_id, finished_at) WHERE api_key_id IS NOT NULL",
+            // Usage counts jobs cancelled after some output too.
+            "CREATE INDEX jobs_user_billed ON jobs (user_id, finished_at) WHERE status IN ('completed', 'cancelled')",
         ]),
     ]
 }

@@ -150,7 +150,8 @@ extension Store {
             SELECT to_char(date_trunc('day', finished_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD'), model, count(*),
                    coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0)
             FROM jobs
-            WHERE user_id = \(user.uuid) AND status IN ('completed', 'cancelled') AND finished_at >= \(since)
+            WHERE user_id = \(user.uuid) AND finished_at >= \(since)
+                AND (status = 'completed' OR (status = 'cancelled' AND completion_tokens > 0))
                 AND (\(apiKey)::uuid IS NULL OR api_key_id = \(apiKey))
             GROUP BY 1, 2 ORDER BY 1, 2
             """, logger: logger)

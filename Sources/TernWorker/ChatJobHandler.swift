@@ -60,7 +60,10 @@ public struct ChatJobHandler: JobHandler {
         var messages = chat.messages
         if let window = route.contextWindow {
             let reserve = chat.options.maxTokens ?? min(256, window / 4)
-            guard let fitted = await PromptFitting.fit(messages, window: window, reserve: reserve, count: route.countTokens) else {
+            let fitted = await PromptFitting.fit(messages, window: window, reserve: reserve, count: route.countTokens)
+            // Cancelled while counting (the tokenizer's answer lost): stopped, not refused.
+            if Task.isCancelled { try await stopped(job, chat, answer: "", earlier: streamedSoFar, pieces: 0, reported: nil, logger: logger) }
+            guard let fitted else {
                 throw try await fail(
                     job, code: "context_length_exceeded",
                     message: "the newest message does not fit the model's context window of \(window) tokens with \(reserve) left for the answer",
@@ -76,6 +79,7 @@ public struct ChatJobHandler: JobHandler {
         var answer = ""
         var finish = (reason: "stop", promptTokens: 0, completionTokens: 0)
         var completionPieces = 0
+        var reported: TokenUsage?
         do {
             for try await part in route.streamChat(messages: messages, options: chat.options) {
                 switch part {
@@ -99,11 +103,12 @@ public struct ChatJobHandler: JobHandler {
                     try await events.append(job.id, ChatEvent.token(newText).fields)
                 case .finished(let reason, let prompt, let completion):
                     finish = (reason, prompt ?? 0, completion ?? completionPieces)
+                    reported = TokenUsage(promptTokens: finish.promptTokens, completionTokens: finish.completionTokens)
                 }
             }
         } catch where Task.isCancelled {
             // Cancelled while a piece was being written: the same as between pieces, below.
-            try await stopped(job, chat, answer: answer, earlier: streamedSoFar, pieces: completionPieces, logger: logger)
+            try await stopped(job, chat, answer: answer, earlier: streamedSoFar, pieces: completionPieces, reported: reported, logger: logger)
         } catch is Diverged {
             await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: completionPieces, logger: logger)
             throw try await fail(job, code: "interrupted", message: "the model was interrupted mid-answer and could not resume it", logger: logger)
@@ -115,11 +120,13 @@ public struct ChatJobHandler: JobHandler {
         // Cancelled (or released by a stopping worker): the model call was aborted as the task
         // was cancelled, and the stream simply ended.
         if Task.isCancelled {
-            try await stopped(job, chat, answer: answer, earlier: streamedSoFar, pieces: completionPieces, logger: logger)
+            try await stopped(job, chat, answer: answer, earlier: streamedSoFar, pieces: completionPieces, reported: reported, logger: logger)
         }
         // The event first: if the worker dies before storing, the next attempt finds `done` and
         // stores what was streamed, rather than generating (and perhaps diverging) again.
-        _ = try await (startStored, startAnnounced)
+        // The start's row is only bookkeeping (the end's statement accepts a queued job too).
+        do { try await startStored } catch { logger.warning("the job's start was not stored", metadata: ["error": "\(type(of: error))"]) }
+        _ = try await startAnnounced
         let usage = TokenUsage(promptTokens: finish.promptTokens, completionTokens: finish.completionTokens)
         try await events.append(job.id, ChatEvent.done(finishReason: finish.reason, promptTokens: usage.promptTokens, completionTokens: usage.completionTokens).fields)
         try await store.completeChatJob(job.id.uuid, answer: answer, model: chat.model, usage: usage)
@@ -128,24 +135,39 @@ public struct ChatJobHandler: JobHandler {
         return JobOutcome(tokens: usage.promptTokens + usage.completionTokens)
     }
 
-    /// Records what a stopped attempt streamed and the tokens it used (the upstream reports no
-    /// usage for an aborted call: the prompt is estimated, each piece counts as a token), then
-    /// throws `CancellationError`. A job released by a stopping worker runs again, so its
-    /// answer is not stored and its reservation stays. The task is cancelled, so the bookkeeping
-    /// runs in a task of its own, which is not.
-    private func stopped(_ job: ClaimedJob, _ chat: ChatJob, answer: String, earlier: String, pieces: Int, logger: Logger) async throws -> Never {
+    /// Records what a stopped attempt streamed and the tokens it used, then throws
+    /// `CancellationError`. The upstream reports no usage for an aborted call (unless it had
+    /// finished): then the prompt is estimated and each piece counts as a token. A job released
+    /// by a stopping worker runs again, so its answer is not stored and its reservation stays.
+    /// The task is cancelled, so the bookkeeping runs in a task of its own, which is not, and is
+    /// tried again while the services are briefly unreachable.
+    private func stopped(
+        _ job: ClaimedJob, _ chat: ChatJob, answer: String, earlier: String, pieces: Int, reported: TokenUsage?, logger: Logger
+    ) async throws -> Never {
         // What clients saw: this attempt's answer, or an earlier one's if this one is behind.
         let answer = answer.utf8.count >= earlier.utf8.count ? answer : earlier
-        let cancelRequested = try await Task { try await queue.status(job.id)?.cancelRequested ?? false }.value
-        if cancelRequested {
-            let usage = TokenUsage(promptTokens: chat.messages.estimatedTokens, completionTokens: pieces)
+        let usage = reported ?? TokenUsage(promptTokens: chat.messages.estimatedTokens, completionTokens: pieces)
+        do {
             try await Task {
-                try await store.stopChatJob(job.id.uuid, answer: answer, model: chat.model, usage: usage)
+                guard try await Self.persistently({ try await queue.status(job.id)?.cancelRequested ?? false }) else { return }
+                try await Self.persistently { try await store.stopChatJob(job.id.uuid, answer: answer, model: chat.model, usage: usage) }
                 await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
+                logger.info("chat job stopped", metadata: ["completion_tokens": "\(usage.completionTokens)"])
             }.value
-            logger.info("chat job stopped", metadata: ["completion_tokens": "\(pieces)"])
+        } catch {
+            logger.error("a stopped job's answer and usage were not stored", metadata: ["error": "\(type(of: error))"])
         }
         throw CancellationError()
+    }
+
+    /// Runs `body` until it succeeds, at most five times, waiting 0.1, 0.2, 0.4 and 0.8 s between.
+    static func persistently<Result>(_ body: () async throws -> Result) async throws -> Result {
+        var delay = Duration.milliseconds(100)
+        for _ in 1..<5 {
+            do { return try await body() } catch { try await Task.sleep(for: delay) }
+            delay *= 2
+        }
+        return try await body()
     }
 
     /// Records the failure in the store and returns it for the queue, which ends the job and

@@ -58,6 +58,9 @@ public struct EmbeddingJobHandler: BatchJobHandler {
                 }
                 for (index, result) in await deliver(parts) { results[index] = result }
                 logger.info("embedding batch completed", metadata: ["jobs": "\(group.count)", "inputs": "\(offset)", "prompt_tokens": "\(embeddings.promptTokens)"])
+            } catch where Task.isCancelled {
+                // Released or lost: the jobs run again, so nothing is recorded.
+                for item in group { results[item.index] = .failure(CancellationError()) }
             } catch {
                 let reason = (error as? ProviderError)?.publicMessage ?? "the embedding failed"
                 logger.warning("embedding call failed", metadata: ["error": "\((error as? ProviderError)?.message ?? "\(type(of: error))")", "jobs": "\(group.count)"])

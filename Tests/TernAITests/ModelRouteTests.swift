@@ -56,12 +56,16 @@ import TernTestSupport
         #expect(!refusing.breaker.isOpen)
     }
 
-    @Test func withEveryCircuitOpenTheModelIsUnavailable() async throws {
+    @Test func withEveryCircuitOpenTheLastDeploymentIsStillTried() async throws {
         let down = target("down", baseURL: "http://127.0.0.1:1/v1", threshold: 1)
-        let route = ModelRoute(model: "m", targets: [down])
+        let flaky = target("flaky", model: "mock:status=503,times=1,id=\(UUID().uuidString)", threshold: 1)
+        let route = ModelRoute(model: "m", targets: [down, flaky])
         let first = (await answer(route).error as? ProviderError)?.code
-        #expect(first == .unreachable)
-        #expect((await answer(route).error as? ProviderError)?.code == .unavailable)
+        #expect(first == .upstreamStatus(503))
+        #expect(down.breaker.isOpen && flaky.breaker.isOpen)
+        // Both circuits open: the last deployment is tried anyway, and it has recovered.
+        #expect(await answer(route).text == Self.wholeAnswer)
+        #expect(!flaky.breaker.isOpen && down.breaker.isOpen)
     }
 
     @Test func aCircuitHalfOpensForOneProbe() {
