@@ -4,7 +4,7 @@ import Foundation
 /// the first is used while it answers, the next ones take over when it fails or its circuit is
 /// open. Read from a JSON file (`TERN_MODELS_FILE`):
 ///
-///     {"chat": [{"name": "smollm2-135m", "context_window": 2048, "deployments": [
+///     {"chat": [{"name": "smollm2-135m", "context_window": 2048, "system_prompt": "Be brief.", "deployments": [
 ///         {"name": "local", "base_url": "http://127.0.0.1:7081/v1", "model": "smollm2", "slots": 4, "tokenizer": true},
 ///         {"name": "cloud", "base_url": "https://api.example.com/v1", "model": "small",
 ///          "api_key_env": "CLOUD_KEY", "slots": 16, "rpm": 600}]}],
@@ -47,11 +47,14 @@ public struct ModelCatalogue: Sendable, Equatable {
         public var name: String
         /// Tokens of prompt and answer together one request may hold, if known.
         public var contextWindow: Int?
+        /// Put first in every conversation that brings no system message of its own.
+        public var systemPrompt: String?
         public var deployments: [Deployment]
 
-        public init(name: String, contextWindow: Int? = nil, deployments: [Deployment]) {
+        public init(name: String, contextWindow: Int? = nil, systemPrompt: String? = nil, deployments: [Deployment]) {
             self.name = name
             self.contextWindow = contextWindow
+            self.systemPrompt = systemPrompt
             self.deployments = deployments
         }
 
@@ -140,10 +143,11 @@ private struct CatalogueFile: Decodable {
     struct Model: Decodable {
         let name: String
         let context_window: Int?
+        let system_prompt: String?
         let deployments: [Deployment]
 
         func resolved(environment: [String: String], keys: Bool) throws -> ModelCatalogue.Model {
-            ModelCatalogue.Model(name: name, contextWindow: context_window, deployments: try deployments.enumerated().map { index, deployment in
+            ModelCatalogue.Model(name: name, contextWindow: context_window, systemPrompt: system_prompt, deployments: try deployments.enumerated().map { index, deployment in
                 var key: String?
                 if !keys {
                     key = nil

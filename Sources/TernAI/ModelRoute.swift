@@ -25,17 +25,29 @@ public struct ModelRoute: Sendable {
     public let model: String
     /// Tokens of prompt and answer one call may hold, if known.
     public let contextWindow: Int?
+    /// Put first in every conversation without a system message of its own.
+    public let systemPrompt: String?
     public let targets: [Target]
 
-    public init(model: String, contextWindow: Int? = nil, targets: [Target]) {
+    public init(model: String, contextWindow: Int? = nil, systemPrompt: String? = nil, targets: [Target]) {
         self.model = model
         self.contextWindow = contextWindow
+        self.systemPrompt = systemPrompt
         self.targets = targets
     }
 
     /// A model with one deployment.
-    public init(model: String, contextWindow: Int? = nil, provider: OpenAIProvider) {
-        self.init(model: model, contextWindow: contextWindow, targets: [Target(name: "default", provider: provider, breaker: CircuitBreaker())])
+    public init(model: String, contextWindow: Int? = nil, systemPrompt: String? = nil, provider: OpenAIProvider) {
+        self.init(
+            model: model, contextWindow: contextWindow, systemPrompt: systemPrompt,
+            targets: [Target(name: "default", provider: provider, breaker: CircuitBreaker())])
+    }
+
+    /// The conversation as the model gets it: the model's system prompt first, unless the
+    /// conversation has a system message of its own.
+    public func prompt(_ messages: [ChatMessage]) -> [ChatMessage] {
+        guard let systemPrompt, !messages.contains(where: { $0.role == "system" }) else { return messages }
+        return [ChatMessage(role: "system", content: systemPrompt)] + messages
     }
 
     /// The route of a catalogue model; `settings` adds the timeouts and attempts to each
@@ -44,7 +56,7 @@ public struct ModelRoute: Sendable {
         _ model: ModelCatalogue.Model, httpClient: HTTPClient,
         settings: (OpenAIProvider.Configuration) throws -> OpenAIProvider.Configuration = { $0 }
     ) rethrows {
-        self.init(model: model.name, contextWindow: model.contextWindow, targets: try model.deployments.map { deployment in
+        self.init(model: model.name, contextWindow: model.contextWindow, systemPrompt: model.systemPrompt, targets: try model.deployments.map { deployment in
             var configuration = try settings(OpenAIProvider.Configuration(baseURL: deployment.baseURL, apiKey: deployment.apiKey, model: deployment.upstreamModel))
             configuration.tokenizer = deployment.tokenizer
             return Target(name: deployment.name, provider: OpenAIProvider(configuration: configuration, httpClient: httpClient), breaker: CircuitBreaker())

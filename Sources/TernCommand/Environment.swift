@@ -79,6 +79,7 @@ struct Environment {
             let window = embedded ? try positive("TERN_LLM_CONTEXT", default: 8192) / slots : nil
             let chat = ModelCatalogue.Model(
                 name: model, contextWindow: try values["TERN_LLM_CONTEXT_WINDOW"].map { _ in try positive("TERN_LLM_CONTEXT_WINDOW", default: 1) } ?? window,
+                systemPrompt: self["TERN_SYSTEM_PROMPT"],
                 deployments: [.init(
                     name: "default", baseURL: self["TERN_LLM_BASE_URL"]!, upstreamModel: self["TERN_LLM_MODEL"] ?? model,
                     apiKey: self["TERN_LLM_API_KEY"], slots: slots, requestsPerMinute: perMinute > 0 ? perMinute : nil, tokenizer: embedded)])

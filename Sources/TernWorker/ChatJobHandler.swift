@@ -57,7 +57,7 @@ public struct ChatJobHandler: JobHandler {
         // first token; the start event still comes before any token, the row before the end.
         async let startStored: Void = store.startJob(job.id.uuid, attempt: job.attempt)
         async let startAnnounced = events.append(job.id, ChatEvent.started(attempt: job.attempt).fields)
-        var messages = chat.messages
+        var messages = route.prompt(chat.messages)
         if let window = route.contextWindow {
             let reserve = chat.options.maxTokens ?? min(256, window / 4)
             let fitted = await PromptFitting.fit(messages, window: window, reserve: reserve, count: route.countTokens)

@@ -24,7 +24,7 @@ struct ChatWorkerHarness: Sendable {
     /// Runs `body` while a worker serves the queue. `gapTimeout` bounds the wait for each piece;
     /// `configure` adjusts the provider (timeouts, attempts).
     static func run<Result: Sendable>(
-        upstreamModel: String = "mock", gapTimeout: TimeAmount = .seconds(30),
+        upstreamModel: String = "mock", systemPrompt: String? = nil, gapTimeout: TimeAmount = .seconds(30),
         provider configure: @escaping @Sendable (inout OpenAIProvider.Configuration) -> Void = { _ in },
         _ body: @escaping @Sendable (ChatWorkerHarness) async throws -> Result
     ) async throws -> Result {
@@ -42,7 +42,7 @@ struct ChatWorkerHarness: Sendable {
                 configuration.idleWait = .milliseconds(200)
                 let handler = ChatJobHandler(
                     queue: queue, events: harness.events, store: store,
-                    routes: [ModelRoute(model: "mock", provider: OpenAIProvider(configuration: settings, httpClient: httpClient))],
+                    routes: [ModelRoute(model: "mock", systemPrompt: systemPrompt, provider: OpenAIProvider(configuration: settings, httpClient: httpClient))],
                     budget: harness.budget, logger: TestServices.logger)
                 let worker = JobWorker(configuration: configuration, queue: queue, handlers: [ChatJob.type: handler], logger: TestServices.logger)
                 let result: Swift.Result<Result, any Error>

@@ -35,6 +35,16 @@ import TernTestSupport
         #expect(stored.last == StoredMessage(role: "assistant", content: ChatWorkerHarness.wholeAnswer))
     }
 
+    @Test func theModelsSystemPromptGoesFirst() async throws {
+        // The mock counts the words it is sent: 4 of the system prompt, 2 of "Say something".
+        let usage = try await ChatWorkerHarness.run(systemPrompt: "Be brief and kind.") { harness in
+            let (job, _) = try await harness.enqueue()
+            #expect(try await harness.ending(of: job) == "completed")
+            return try await harness.usage(job)
+        }
+        #expect(usage?.promptTokens == 6)
+    }
+
     @Test func retryDoesNotRepeatWhatAnEarlierAttemptStreamed() async throws {
         // An earlier attempt streamed two pieces, then its worker died.
         let (tokens, stored) = try await runJob { events, job in
