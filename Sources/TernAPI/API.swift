@@ -138,13 +138,16 @@ public struct API: Sendable {
         return try json(["status": "ok"])
     }
 
-    /// The queue's stats and this process's metrics for Prometheus, for holders of the metrics token.
+    /// The queues' stats (chat and embeddings) and this process's metrics for Prometheus, for
+    /// holders of the metrics token.
     func metrics(_ request: Request) async throws -> Response {
         guard let token = configuration.metricsToken else {
             throw APIError(.notFound, code: "not_found", message: "Metrics are not enabled (TERN_METRICS_TOKEN).")
         }
         guard request.carriesBearer(token) else { throw APIError.unauthorized }
-        let text = try await queue.stats().prometheusText(queue: queue.name) + (processMetrics?.emitToString() ?? "")
+        var queues = [(name: queue.name, stats: try await queue.stats())]
+        if embeddingQueue.name != queue.name { queues.append((embeddingQueue.name, try await embeddingQueue.stats())) }
+        let text = QueueStats.prometheusText(queues) + (processMetrics?.emitToString() ?? "")
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }

@@ -3,35 +3,42 @@ import TernRedis
 
 extension QueueStats {
     /// The stats in Prometheus' text format, labelled with the queue's name.
-    public func prometheusText(queue: QueueName) -> String {
-        let name = queue.rawValue.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-        var lines = [
-            "# HELP tern_queue_jobs Jobs in the queue by state.",
-            "# TYPE tern_queue_jobs gauge",
-        ]
-        for (state, count) in [("ready", ready), ("delayed", delayed), ("active", active), ("completed", completed), ("failed", failed), ("cancelled", cancelled)] {
-            lines.append("tern_queue_jobs{queue=\"\(name)\",state=\"\(state)\"} \(count)")
+    public func prometheusText(queue: QueueName) -> String { Self.prometheusText([(queue, self)]) }
+
+    /// Several queues' stats in Prometheus' text format: each metric's help and type once,
+    /// then a sample per queue, labelled with its name.
+    public static func prometheusText(_ queues: [(name: QueueName, stats: QueueStats)]) -> String {
+        var lines: [String] = []
+        func family(_ metric: String, _ type: String, _ help: String, _ samples: (_ queue: String, QueueStats) -> [String]) {
+            lines += ["# HELP \(metric) \(help)", "# TYPE \(metric) \(type)"]
+            for (queue, stats) in queues {
+                let name = queue.rawValue.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+                lines += samples("queue=\"\(name)\"", stats)
+            }
         }
-        lines += [
-            "# HELP tern_queue_oldest_ready_seconds How long the oldest ready job has waited.",
-            "# TYPE tern_queue_oldest_ready_seconds gauge",
-            "tern_queue_oldest_ready_seconds{queue=\"\(name)\"} \(Double(oldestReadyAge?.milliseconds ?? 0) / 1000)",
-            "# HELP tern_queue_live_workers Workers that sent a heartbeat recently.",
-            "# TYPE tern_queue_live_workers gauge",
-            "tern_queue_live_workers{queue=\"\(name)\"} \(liveWorkers.count)",
-            "# HELP tern_queue_events_total Jobs enqueued, started, completed, retried, stalled (their worker died), cancelled and failed (by code).",
-            "# TYPE tern_queue_events_total counter",
-        ]
-        for (event, count) in totals.sorted(by: { $0.key < $1.key }) where event != "runMs" {
-            let parts = event.split(separator: ":", maxSplits: 1).map(String.init)
-            let labels = parts.count == 2 ? "event=\"\(parts[0])\",code=\"\(parts[1])\"" : "event=\"\(event)\""
-            lines.append("tern_queue_events_total{queue=\"\(name)\",\(labels)} \(count)")
+        family("tern_queue_jobs", "gauge", "Jobs in the queue by state.") { queue, stats in
+            [("ready", stats.ready), ("delayed", stats.delayed), ("active", stats.active), ("completed", stats.completed),
+             ("failed", stats.failed), ("cancelled", stats.cancelled)].map { "tern_queue_jobs{\(queue),state=\"\($0.0)\"} \($0.1)" }
         }
-        lines += [
-            "# HELP tern_queue_run_seconds_total Time completed jobs spent running.",
-            "# TYPE tern_queue_run_seconds_total counter",
-            "tern_queue_run_seconds_total{queue=\"\(name)\"} \(Double(totals["runMs"] ?? 0) / 1000)",
-        ]
+        family("tern_queue_oldest_ready_seconds", "gauge", "How long the oldest ready job has waited.") { queue, stats in
+            ["tern_queue_oldest_ready_seconds{\(queue)} \(Double(stats.oldestReadyAge?.milliseconds ?? 0) / 1000)"]
+        }
+        family("tern_queue_live_workers", "gauge", "Workers that sent a heartbeat recently.") { queue, stats in
+            ["tern_queue_live_workers{\(queue)} \(stats.liveWorkers.count)"]
+        }
+        family(
+            "tern_queue_events_total", "counter",
+            "Jobs enqueued, started, completed, retried, stalled (their worker died), cancelled and failed (by code)."
+        ) { queue, stats in
+            stats.totals.sorted(by: { $0.key < $1.key }).filter { $0.key != "runMs" }.map { event, count in
+                let parts = event.split(separator: ":", maxSplits: 1).map(String.init)
+                let labels = parts.count == 2 ? "event=\"\(parts[0])\",code=\"\(parts[1])\"" : "event=\"\(event)\""
+                return "tern_queue_events_total{\(queue),\(labels)} \(count)"
+            }
+        }
+        family("tern_queue_run_seconds_total", "counter", "Time completed jobs spent running.") { queue, stats in
+            ["tern_queue_run_seconds_total{\(queue)} \(Double(stats.totals["runMs"] ?? 0) / 1000)"]
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 
