@@ -1,5 +1,4 @@
 import AsyncHTTPClient
-import NIOConcurrencyHelpers
 
 /// One model's deployments in order of preference, each with its provider and circuit breaker.
 /// A call goes to the first deployment whose circuit lets it through; a failure that may pass
@@ -68,11 +67,12 @@ public struct ModelRoute: Sendable {
         AsyncThrowingStream { continuation in
             let task = Task {
                 do {
-                    try await route { target, streamed in
+                    try await route { target in
+                        var answering = false
                         for try await part in target.provider.streamChat(messages: messages, options: options) {
                             // The deployment works once it answers: a probe need not wait for the end.
-                            if case .text = part, !streamed.value {
-                                streamed.set()
+                            if case .text = part, !answering {
+                                answering = true
                                 target.breaker.succeeded()
                             }
                             continuation.yield(part)
@@ -89,7 +89,7 @@ public struct ModelRoute: Sendable {
 
     /// Embeds texts with the first deployment that answers.
     public func embed(_ inputs: [String]) async throws -> Embeddings {
-        try await route { target, _ in try await target.provider.embed(inputs) }
+        try await route { target in try await target.provider.embed(inputs) }
     }
 
     /// Counts each text's tokens with the tokenizer of the first deployment whose circuit is
@@ -98,20 +98,19 @@ public struct ModelRoute: Sendable {
         await targets.first { !$0.breaker.isOpen }?.provider.countTokens(texts)
     }
 
-    private func route<Result>(_ call: (Target, Streamed) async throws -> Result) async throws -> Result {
+    private func route<Result>(_ call: (Target) async throws -> Result) async throws -> Result {
         var lastError: (any Error)?
         var tried = false
         for (index, target) in targets.enumerated() where target.breaker.acquire() || (!tried && index == targets.count - 1) {
             tried = true
-            let streamed = Streamed()
             do {
-                let result = try await call(target, streamed)
+                let result = try await call(target)
                 // A stream cut short by its reader's cancellation ends quietly: it proves nothing.
                 if Task.isCancelled { target.breaker.abandoned() } else { target.breaker.succeeded() }
                 return result
             } catch let error as ProviderError where error.mayPassOnRetry {
                 target.breaker.failed()
-                if streamed.value || Task.isCancelled { throw error }
+                if error.afterFirstPiece || Task.isCancelled { throw error }
                 lastError = error
             } catch let error as ProviderError {
                 target.breaker.succeeded()  // it answered, with a refusal of this request
@@ -123,11 +122,4 @@ public struct ModelRoute: Sendable {
         }
         throw lastError ?? ProviderError(.unavailable, "model \(model) has no deployment")
     }
-}
-
-/// Whether a call has streamed part of its answer.
-final class Streamed: Sendable {
-    private let state = NIOLockedValueBox(false)
-    var value: Bool { state.withLockedValue { $0 } }
-    func set() { state.withLockedValue { $0 = true } }
 }

@@ -111,6 +111,9 @@ public struct OpenAIProvider: Sendable {
                 let backoff = configuration.retryBaseDelay * Double(1 << min(attempt - 1, 10)) * Double.random(in: 0.5...1.5)
                 try await Task.sleep(for: min(error.retryAfter ?? backoff, configuration.maximumRetryDelay))
                 attempt += 1
+            } catch var error as ProviderError where progress.streamed {
+                error.afterFirstPiece = true
+                throw error
             }
         }
     }
@@ -126,7 +129,7 @@ public struct OpenAIProvider: Sendable {
 
         let response: HTTPClientResponse
         do {
-            response = try await httpClient.execute(request, timeout: configuration.totalTimeout.timeAmount)
+            response = try await httpClient.execute(request, timeout: TimeAmount(configuration.totalTimeout))
         } catch {
             if Task.isCancelled { throw CancellationError() }
             throw ProviderError(.unreachable, "upstream request failed: \(error)")
@@ -190,7 +193,7 @@ extension OpenAIProvider {
         let response: HTTPClientResponse
         let body: ByteBuffer
         do {
-            response = try await httpClient.execute(request, timeout: configuration.totalTimeout.timeAmount)
+            response = try await httpClient.execute(request, timeout: TimeAmount(configuration.totalTimeout))
             body = try await response.body.collect(upTo: Self.maximumEmbeddingsBytes)
         } catch {
             if Task.isCancelled { throw CancellationError() }
@@ -282,6 +285,9 @@ public struct ProviderError: Error, CustomStringConvertible {
     public let message: String
     /// How long the upstream asked to wait (its `Retry-After`), if it did.
     public var retryAfter: Duration?
+    /// Whether the call had streamed part of its answer: then no retry or other deployment can
+    /// continue it.
+    public internal(set) var afterFirstPiece = false
 
     /// Whether the same call may succeed later: the upstream was unreachable, throttled,
     /// failing (5xx), or cut the stream short.
@@ -370,10 +376,6 @@ final class CallProgress: Sendable {
             return value
         }
     }
-}
-
-extension Duration {
-    var timeAmount: TimeAmount { .nanoseconds(components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000) }
 }
 
 extension OpenAIProvider {

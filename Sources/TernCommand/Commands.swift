@@ -90,11 +90,8 @@ struct WorkerCommand: AsyncParsableCommand {
         let postgres = PostgresClient(configuration: try environment.database, backgroundLogger: logger)
         let redis = RedisClient(configuration: try environment.redis, logger: logger)
         let queue = try environment.queue(redis)
-        // Each model's calls across all workers: its deployments' slots and request rates.
-        let catalogue = try environment.catalogue
-        for model in catalogue.chat {
-            try await queue.setLimits(ProviderLimits(concurrency: model.slots, requestsPerMinute: model.requestsPerMinute), for: model.name)
-        }
+        let catalogue = try environment.catalogue(resolvingKeys: true)
+        try await queue.setLimits(of: catalogue.chat)
         let embeddingSlots = catalogue.embedding.map(\.slots).max() ?? 1
         let httpClient = try environment.upstreamHTTPClient(connections: max(configuration.concurrency, embeddingSlots))
         func routes(_ models: [ModelCatalogue.Model]) throws -> [ModelRoute] {
@@ -109,9 +106,7 @@ struct WorkerCommand: AsyncParsableCommand {
         // (and one of the model's slots) per batch.
         if !catalogue.embedding.isEmpty {
             let embeddingQueue = try environment.embeddingQueue(redis)
-            for model in catalogue.embedding {
-                try await embeddingQueue.setLimits(ProviderLimits(concurrency: model.slots, requestsPerMinute: model.requestsPerMinute), for: model.name)
-            }
+            try await embeddingQueue.setLimits(of: catalogue.embedding)
             var batches = JobWorker.Configuration()
             batches.name = configuration.name + "-embeddings"
             batches.concurrency = embeddingSlots
@@ -129,5 +124,14 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         try await runUntilSignalled(services, logger: logger)
         try await httpClient.shutdown()
+    }
+}
+
+extension RedisJobQueue {
+    /// Each model's calls across all workers: its deployments' slots and request rates.
+    func setLimits(of models: [ModelCatalogue.Model]) async throws {
+        for model in models {
+            try await setLimits(ProviderLimits(concurrency: model.slots, requestsPerMinute: model.requestsPerMinute), for: model.name)
+        }
     }
 }

@@ -63,9 +63,7 @@ struct Environment {
     /// The models and where they run: the catalogue file `TERN_MODELS_FILE` (see
     /// `ModelCatalogue`), or else one chat model (`TERN_MODEL` on `TERN_LLM_BASE_URL`) and one
     /// embedding model (`TERN_EMBEDDING_MODEL` on `TERN_EMBEDDING_BASE_URL`, unless that is `off`).
-    var catalogue: ModelCatalogue { get throws { try catalogue(resolvingKeys: true) } }
-
-    /// The catalogue; without `resolvingKeys` (the API calls no upstream) no key is read.
+    /// Without `resolvingKeys` (the API calls no upstream) no key is read from the catalogue.
     func catalogue(resolvingKeys: Bool) throws -> ModelCatalogue {
         do {
             if let path = values["TERN_MODELS_FILE"], !path.isEmpty {
@@ -78,7 +76,7 @@ struct Environment {
             let embedded = values["TERN_LLM_BASE_URL"]?.isEmpty ?? true
             let window = embedded ? try positive("TERN_LLM_CONTEXT", default: 8192) / slots : nil
             let chat = ModelCatalogue.Model(
-                name: model, contextWindow: try values["TERN_LLM_CONTEXT_WINDOW"].map { _ in try positive("TERN_LLM_CONTEXT_WINDOW", default: 1) } ?? window,
+                name: model, contextWindow: self["TERN_LLM_CONTEXT_WINDOW"] == nil ? window : try positive("TERN_LLM_CONTEXT_WINDOW", default: 1),
                 systemPrompt: self["TERN_SYSTEM_PROMPT"],
                 deployments: [.init(
                     name: "default", baseURL: self["TERN_LLM_BASE_URL"]!, upstreamModel: self["TERN_LLM_MODEL"] ?? model,

@@ -41,12 +41,15 @@ public struct JobWorker: Service {
     let configuration: Configuration
     let queue: any JobQueue
     let handlers: [String: any JobHandler]
+    /// Whether every handler runs batches: then claims take whole batches.
+    let batching: Bool
     let logger: Logger
 
     public init(configuration: Configuration, queue: any JobQueue, handlers: [String: any JobHandler], logger: Logger) {
         self.configuration = configuration
         self.queue = queue
         self.handlers = handlers
+        batching = !handlers.isEmpty && handlers.values.allSatisfy { $0 is any BatchJobHandler }
         self.logger = logger
     }
 
@@ -151,9 +154,6 @@ public struct JobWorker: Service {
             }
         }
     }
-
-    /// Whether every handler runs batches: then claims take whole batches.
-    private var batching: Bool { !handlers.isEmpty && handlers.values.allSatisfy { $0 is any BatchJobHandler } }
 
     /// The claimed jobs as units of work: a batch per type and provider when batching, else one job each.
     private func units(_ jobs: [ClaimedJob]) -> [[ClaimedJob]] {

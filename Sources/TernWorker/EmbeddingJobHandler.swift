@@ -43,7 +43,8 @@ public struct EmbeddingJobHandler: BatchJobHandler {
                 results[index] = await failure(job, code: "invalid_job", reason: "the job could not be read", request: nil)
             }
         }
-        // A batch holds the jobs of one provider, which is the model: one route serves them all.
+        // The worker batches jobs by provider, which the API sets to the model; grouping by
+        // model here keeps a batch of jobs enqueued without a provider right too.
         let models = Dictionary(grouping: requests, by: \.request.model)
         for group in models.values.flatMap({ Self.grouped($0, maximumInputs: maximumInputsPerRequest, inputs: { $0.request.inputs.count }) }) {
             do {

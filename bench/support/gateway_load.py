@@ -13,20 +13,13 @@
 import argparse
 import asyncio
 import json
-import math
 import resource
 import sys
 import time
 
 import aiohttp
 
-
-def percentile(values, p):
-    """Nearest rank, as bench/queue: the smallest value with at least p% of them at or below it."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(len(ordered) * p / 100)) - 1]
+from load_client import percentile, read_chat_stream
 
 
 def rss_kib(pid):
@@ -67,23 +60,15 @@ async def one_stream(client, url, key, model, answer, barrier):
         async with client.post(url, data=chat_body(model), headers=headers(key)) as response:
             if response.status != 200:
                 return {"error": f"HTTP {response.status}: {(await response.text())[:200]}"}
-            done = False
-            async for line in response.content:
-                if not line.startswith(b"data:"):
-                    continue
-                data = line[5:].strip()
-                if data == b"[DONE]":
-                    done = True
-                    break
-                chunk = json.loads(data)
-                if "error" in chunk:
-                    return {"error": f"error event: {json.dumps(chunk)[:200]}"}
-                for choice in chunk.get("choices") or []:
-                    piece = (choice.get("delta") or {}).get("content")
-                    if piece:
-                        if first is None:
-                            first = time.perf_counter()
-                        text.append(piece)
+            def on_piece(piece):
+                nonlocal first
+                if first is None:
+                    first = time.perf_counter()
+                text.append(piece)
+
+            done, _, error = await read_chat_stream(response, on_piece)
+            if error:
+                return {"error": error}
             end = time.perf_counter()
     except Exception as error:  # a broken connection, a timeout
         return {"error": f"{type(error).__name__}: {error}"[:200]}

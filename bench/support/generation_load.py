@@ -11,20 +11,13 @@ all completion tokens over the wall time of the whole point.
 import argparse
 import asyncio
 import json
-import math
 import time
 
 import aiohttp
 
+from load_client import percentile, read_chat_stream
+
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
-
-
-def percentile(values, p):
-    """Nearest rank: the smallest value with at least p% of them at or below it."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(len(ordered) * p / 100)) - 1]
 
 
 async def one_request(client, args):
@@ -39,29 +32,20 @@ async def one_request(client, args):
     start = time.perf_counter()
     first = None
     pieces = 0
-    usage = None
     try:
         async with client.post(args.url, data=json.dumps(body), headers=headers) as response:
             if response.status != 200:
                 return {"error": f"HTTP {response.status}: {(await response.text())[:200]}"}
-            done = False
-            async for line in response.content:
-                if not line.startswith(b"data:"):
-                    continue
-                data = line[5:].strip()
-                if data == b"[DONE]":
-                    done = True
-                    break
-                chunk = json.loads(data)
-                if "error" in chunk:
-                    return {"error": f"error event: {json.dumps(chunk)[:200]}"}
-                if chunk.get("usage"):
-                    usage = chunk["usage"]
-                for choice in chunk.get("choices") or []:
-                    if (choice.get("delta") or {}).get("content"):
-                        pieces += 1
-                        if first is None:
-                            first = time.perf_counter()
+
+            def on_piece(_):
+                nonlocal first, pieces
+                pieces += 1
+                if first is None:
+                    first = time.perf_counter()
+
+            done, usage, error = await read_chat_stream(response, on_piece)
+            if error:
+                return {"error": error}
             end = time.perf_counter()
     except Exception as error:  # a broken connection, a timeout
         return {"error": f"{type(error).__name__}: {error}"[:200]}

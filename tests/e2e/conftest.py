@@ -2,11 +2,13 @@
 
 scripts/test sets TERN_STATE and the private TERN_*_PORT variables before running pytest.
 """
+import contextlib
 import os
 import pathlib
 import signal
 import subprocess
 import time
+import uuid
 
 import pytest
 import requests
@@ -59,6 +61,24 @@ def stop_all(processes):
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@contextlib.contextmanager
+def side_stack(name, settings, mock_port, api_port, mock_arguments=(), worker_concurrency=2):
+    """A mock upstream, an API and a worker of their own, on a queue of their own, beside the
+    main stack (same Redis and PostgreSQL); `settings` completes their environment. Yields the
+    API's base URL once both answer; stops all three after."""
+    env = {**os.environ, **settings, "TERN_QUEUE": f"{name}-{uuid.uuid4().hex[:8]}", "TERN_PORT": str(api_port)}
+    processes = [start_tern(["mock-llm", "--port", str(mock_port), *mock_arguments], env, f"{name}-mock"),
+                 start_tern(["api"], env, f"{name}-api"),
+                 start_tern(["worker", "--concurrency", str(worker_concurrency)], env, f"{name}-worker")]
+    base = f"http://127.0.0.1:{api_port}"
+    try:
+        wait_until(lambda: requests.get(base + "/healthz", timeout=5).ok, message=f"the {name} API")
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{mock_port}/health", timeout=5).ok, message=f"the {name} mock upstream")
+        yield base
+    finally:
+        stop_all(processes)
 
 
 class Stack:

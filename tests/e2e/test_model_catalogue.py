@@ -2,13 +2,11 @@
 deployment is down falls back to the next, and a long conversation is trimmed to the model's
 context window before it reaches the upstream."""
 import json
-import os
-import uuid
 
 import pytest
 import requests
 
-from conftest import STATE, start_tern, stop_all, wait_until
+from conftest import STATE, side_stack
 
 MOCK_PORT = 17096
 API_PORT = 18087
@@ -26,19 +24,9 @@ def catalogue_api(stack):
     }
     path = STATE / "models-test.json"
     path.write_text(json.dumps(catalogue))
-    env = dict(os.environ)
-    env.update({"TERN_QUEUE": f"catalogue-{uuid.uuid4().hex[:8]}", "TERN_MODELS_FILE": str(path),
-                "CATALOGUE_TEST_KEY": "not-a-real-key", "TERN_LLM_ATTEMPTS": "1"})
-    processes = [start_tern(["mock-llm", "--port", str(MOCK_PORT)], env, "catalogue-mock"),
-                 start_tern(["api"], {**env, "TERN_PORT": str(API_PORT)}, "catalogue-api"),
-                 start_tern(["worker", "--concurrency", "2"], env, "catalogue-worker")]
-    base = f"http://127.0.0.1:{API_PORT}"
-    try:
-        wait_until(lambda: requests.get(base + "/healthz", timeout=5).ok, message="the catalogue API")
-        wait_until(lambda: requests.get(f"http://127.0.0.1:{MOCK_PORT}/health", timeout=5).ok, message="the mock upstream")
+    settings = {"TERN_MODELS_FILE": str(path), "CATALOGUE_TEST_KEY": "not-a-real-key", "TERN_LLM_ATTEMPTS": "1"}
+    with side_stack("catalogue", settings, MOCK_PORT, API_PORT) as base:
         yield base
-    finally:
-        stop_all(processes)
 
 
 def chat(base, key, messages):

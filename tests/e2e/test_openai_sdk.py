@@ -1,5 +1,4 @@
 """The official openai SDK against Tern, answered by the real local model through the queue."""
-import os
 import uuid
 
 import openai
@@ -7,7 +6,7 @@ import pytest
 import requests
 from openai import OpenAI
 
-from conftest import MODEL, psql, wait_until
+from conftest import MODEL, psql, side_stack, wait_until
 
 
 def client(stack, key=None):
@@ -88,21 +87,11 @@ def side_api(stack):
     """A second API instance and worker on their own queue, with the mock as the embedding
     upstream (deterministic vectors) and a tight rate limit (6 a minute, 5 back to back), for the
     SDK's embeddings and rate-limit checks."""
-    from conftest import start_tern, stop_all
-    env = dict(os.environ)
-    env.update({"TERN_QUEUE": f"sdk-{uuid.uuid4().hex[:8]}", "TERN_LLM_BASE_URL": f"http://127.0.0.1:{SIDE_MOCK_PORT}/v1",
-                "TERN_LLM_MODEL": "mock", "TERN_EMBEDDING_BASE_URL": f"http://127.0.0.1:{SIDE_MOCK_PORT}/v1",
-                "TERN_EMBEDDING_UPSTREAM_MODEL": "mock", "TERN_RATE_LIMIT_KEY_RPM": "6", "TERN_RATE_LIMIT_BURST": "5"})
-    processes = [start_tern(["mock-llm", "--port", str(SIDE_MOCK_PORT)], env, "sdk-mock"),
-                 start_tern(["api"], {**env, "TERN_PORT": str(SIDE_API_PORT)}, "sdk-api"),
-                 start_tern(["worker", "--concurrency", "2"], env, "sdk-worker")]
-    base = f"http://127.0.0.1:{SIDE_API_PORT}"
-    try:
-        wait_until(lambda: requests.get(base + "/healthz", timeout=5).ok, message="the side API")
-        wait_until(lambda: requests.get(f"http://127.0.0.1:{SIDE_MOCK_PORT}/health", timeout=5).ok, message="the mock upstream")
+    settings = {"TERN_LLM_BASE_URL": f"http://127.0.0.1:{SIDE_MOCK_PORT}/v1", "TERN_LLM_MODEL": "mock",
+                "TERN_EMBEDDING_BASE_URL": f"http://127.0.0.1:{SIDE_MOCK_PORT}/v1", "TERN_EMBEDDING_UPSTREAM_MODEL": "mock",
+                "TERN_RATE_LIMIT_KEY_RPM": "6", "TERN_RATE_LIMIT_BURST": "5"}
+    with side_stack("sdk", settings, SIDE_MOCK_PORT, SIDE_API_PORT) as base:
         yield base
-    finally:
-        stop_all(processes)
 
 
 def fresh_key(stack):

@@ -6,11 +6,10 @@ import os
 import pathlib
 import re
 import subprocess
-import uuid
 
 import requests
 
-from conftest import STATE, start_tern, stop_all, wait_until
+from conftest import STATE, side_stack
 
 MOCK_PORT = 17095
 API_PORT = 18086
@@ -18,18 +17,11 @@ CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,re
 
 
 def test_every_generated_request_gets_a_documented_answer(stack):
-    env = dict(os.environ)
-    env.update({"TERN_QUEUE": f"openapi-{uuid.uuid4().hex[:8]}", "TERN_LLM_BASE_URL": f"http://127.0.0.1:{MOCK_PORT}/v1",
-                "TERN_LLM_MODEL": "mock", "TERN_EMBEDDING_BASE_URL": f"http://127.0.0.1:{MOCK_PORT}/v1",
-                "TERN_EMBEDDING_UPSTREAM_MODEL": "mock", "TERN_RATE_LIMIT_KEY_RPM": "0", "TERN_RATE_LIMIT_USER_RPM": "0",
-                "TERN_RATE_LIMIT_KEY_TPM": "0", "TERN_RATE_LIMIT_USER_TPM": "0", "TERN_BCRYPT_COST": "4", "TERN_PORT": str(API_PORT)})
-    processes = [start_tern(["mock-llm", "--port", str(MOCK_PORT), "--tokens", "4"], env, "openapi-mock"),
-                 start_tern(["api"], env, "openapi-api"),
-                 start_tern(["worker", "--concurrency", "8"], env, "openapi-worker")]
-    base = f"http://127.0.0.1:{API_PORT}"
-    try:
-        wait_until(lambda: requests.get(base + "/healthz", timeout=5).ok, message="the API")
-        wait_until(lambda: requests.get(f"http://127.0.0.1:{MOCK_PORT}/health", timeout=5).ok, message="the mock upstream")
+    settings = {"TERN_LLM_BASE_URL": f"http://127.0.0.1:{MOCK_PORT}/v1", "TERN_LLM_MODEL": "mock",
+                "TERN_EMBEDDING_BASE_URL": f"http://127.0.0.1:{MOCK_PORT}/v1", "TERN_EMBEDDING_UPSTREAM_MODEL": "mock",
+                "TERN_RATE_LIMIT_KEY_RPM": "0", "TERN_RATE_LIMIT_USER_RPM": "0", "TERN_RATE_LIMIT_KEY_TPM": "0",
+                "TERN_RATE_LIMIT_USER_TPM": "0", "TERN_BCRYPT_COST": "4"}
+    with side_stack("openapi", settings, MOCK_PORT, API_PORT, mock_arguments=("--tokens", "4"), worker_concurrency=8) as base:
         key = requests.post(stack.base_url + "/v1/keys", headers={"Authorization": f"Bearer {stack.key}"},
                             json={"name": "schemathesis"}, timeout=30).json()["key"]
         report = STATE / "logs" / "schemathesis.log"
@@ -45,5 +37,3 @@ def test_every_generated_request_gets_a_documented_answer(stack):
         assert result.returncode == 0, f"schemathesis found problems; see {report}\n{summary}"
         cases = sum(int(n) for n in re.findall(r"(\d+) generated", result.stdout))
         assert cases >= 1000, f"only {cases} generated cases\n{summary}"
-    finally:
-        stop_all(processes)
