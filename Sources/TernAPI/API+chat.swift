@@ -58,7 +58,6 @@ extension API {
 
     /// Validates a chat request, reserves its tokens, stores its conversation and enqueues its job.
     func enqueueChat(_ chat: ChatCompletionRequest, for caller: Caller) async throws -> (JobID, UUID) {
-        if let threshold = configuration.admissionBacklog, try await queue.backlog() >= threshold { throw APIError.queueFull }
         guard configuration.models.contains(chat.model) else {
             throw APIError(.notFound, code: "model_not_found", message: "The model '\(chat.model.prefix(100))' does not exist.", param: "model")
         }
@@ -66,18 +65,37 @@ extension API {
         let user = caller.user
         // The estimate: about four characters a token, plus the longest answer allowed.
         let estimate = messages.estimatedTokens + (options.maxTokens ?? configuration.reservedCompletionTokens)
-        return try await withTokenReservation(estimate, for: caller) { buckets in
+        return try await admitting(estimate, for: caller, on: queue) { buckets in
             let jobID = JobID()
+            let conversationID = UUID()
             let title = String((messages.last { $0.role == "user" }?.content ?? "Chat").prefix(80))
-            let conversationID = try await store.createChat(
-                user: user, apiKey: caller.key, jobID: jobID.uuid, model: chat.model, title: title,
-                messages: messages.map { StoredMessage(role: $0.role, content: $0.content) })
             let job = ChatJob(
                 userID: user.uuid, conversationID: conversationID, model: chat.model, messages: messages, options: options,
                 tokenBuckets: buckets, reservedTokens: estimate)
-            try await enqueue(on: queue, NewJob(
+            let newJob = NewJob(
                 id: jobID, type: ChatJob.type, tenant: user.tenant, payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self),
-                lane: .interactive, provider: chat.model, tokens: options.maxTokens ?? 0))
+                lane: .interactive, provider: chat.model, tokens: options.maxTokens ?? 0)
+            // The rows are stored while the job is enqueued, off the way to the first token: a
+            // worker that starts the job first waits for its row (ChatJobHandler.whenStored).
+            async let stored = store.createChat(
+                user: user, apiKey: caller.key, jobID: jobID.uuid, conversationID: conversationID, model: chat.model, title: title,
+                messages: messages.map { StoredMessage(role: $0.role, content: $0.content) })
+            do {
+                _ = try await queue.enqueue(newJob)
+            } catch {
+                // Nothing will run: the row, if stored, records why.
+                if (try? await stored) != nil {
+                    try? await store.failJob(jobID.uuid, reason: error.isBacklogFull ? "the queue was full" : "the job was not enqueued")
+                }
+                throw error.isBacklogFull ? APIError.queueFull : error
+            }
+            do {
+                _ = try await stored
+            } catch {
+                // A job without its rows must not run.
+                _ = try? await queue.cancel(jobID)
+                throw error
+            }
             return (jobID, conversationID)
         }
     }
@@ -86,31 +104,40 @@ extension API {
     func enqueue(on queue: any JobQueue, _ job: NewJob) async throws {
         do {
             _ = try await queue.enqueue(job)
-        } catch let error as JobQueueError where error.code == .backlogFull {
+        } catch where error.isBacklogFull {
             try await store.failJob(job.id.uuid, reason: "the queue was full")
             throw APIError.queueFull
         }
     }
 
-    /// Reserves `tokens` of the caller's tokens a minute (a 429 if they are spent), runs `body`
+    /// Admits a generation: checks `queue`'s backlog (a 503 past the admission threshold) while
+    /// reserving `tokens` of the caller's tokens a minute (a 429 if they are spent), runs `body`
     /// with the buckets charged (key to tokens a minute, for the job's payload), and gives the
-    /// reservation back if `body` fails: then nothing will run.
-    func withTokenReservation<Result>(
-        _ tokens: Int, for caller: Caller, _ body: ([String: Int]) async throws -> Result
+    /// reservation back if anything fails: then nothing will run.
+    func admitting<Result>(
+        _ tokens: Int, for caller: Caller, on queue: any JobQueue, _ body: ([String: Int]) async throws -> Result
     ) async throws -> Result {
         let buckets = tokenBuckets(of: caller)
         let budget = TokenBudget(redis: redis)
+        async let backlogAdmits = backlogAdmits(on: queue)
         do {
             try await budget.reserve(tokens, in: buckets)
         } catch let refusal as RateLimitRefusal {
             throw APIError.rateLimited(refusal, unit: "tokens")
         }
         do {
+            guard try await backlogAdmits else { throw APIError.queueFull }
             return try await body(Dictionary(uniqueKeysWithValues: buckets.map { ($0.key, $0.perMinute) }))
         } catch {
             try? await budget.settle(reserved: tokens, used: 0, in: buckets)
             throw error
         }
+    }
+
+    /// Whether `queue`'s backlog is below the admission threshold.
+    private func backlogAdmits(on queue: any JobQueue) async throws -> Bool {
+        guard let threshold = configuration.admissionBacklog else { return true }
+        return try await queue.backlog() < threshold
     }
 
     /// The caller's tokens-a-minute buckets: the key's (if the request used one) and the user's.
@@ -273,4 +300,9 @@ extension API {
         default: "unreadable body"
         }
     }
+}
+
+extension Error {
+    /// Whether this is the queue's refusal of a job past its maximum backlog.
+    var isBacklogFull: Bool { (self as? JobQueueError)?.code == .backlogFull }
 }

@@ -69,7 +69,6 @@ extension API {
     private func embeddings(_ request: Request) async throws -> Response {
         let caller = try await authenticate(request)
         let body = try await decodeBody(EmbeddingRequest.self, of: request, what: "embeddings request")
-        if let threshold = configuration.admissionBacklog, try await embeddingQueue.backlog() >= threshold { throw APIError.queueFull }
         guard configuration.embeddingModels.contains(body.model) else {
             throw APIError(.notFound, code: "model_not_found", message: "The embedding model '\(body.model.prefix(100))' does not exist.", param: "model")
         }
@@ -77,7 +76,7 @@ extension API {
         let base64 = body.encoding_format == "base64"
         let user = caller.user
         let estimate = texts.reduce(0) { $0 + $1.utf8.count } / 4 + 1
-        let jobID = try await withTokenReservation(estimate, for: caller) { buckets in
+        let jobID = try await admitting(estimate, for: caller, on: embeddingQueue) { buckets in
             let jobID = JobID()
             try await store.createJob(user: user, apiKey: caller.key, jobID: jobID.uuid, kind: EmbeddingJob.type, model: body.model)
             let job = EmbeddingJob(userID: user.uuid, model: body.model, inputs: texts, tokenBuckets: buckets, reservedTokens: estimate)

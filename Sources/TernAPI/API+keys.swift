@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import TernRedis
 import TernStore
 
 /// An API key as the keys API shows it; `key` (the secret) only in the answer that creates it.
@@ -55,6 +56,12 @@ extension API {
                   try await store.revokeAPIKey(id, of: user),
                   let stored = try await store.apiKeys(of: user).first(where: { $0.id == id })
             else { throw APIError.keyNotFound }
+            // Instances that have the key cached refuse it once they see the marker, which
+            // outlives their entries. Revoking again (the key stays revoked) sets it again.
+            keyCache.remove(id: id)
+            try await redis.set(
+                APIKeyCache.revocationMarker(user: user, key: id), to: "1",
+                expiresIn: Int((keyCache.lifetime * 2).components.seconds) + 1)
             logger.info("api key revoked", metadata: ["user": "\(user)", "key": "\(stored.prefix)"])
             return try json(KeyObject(stored))
         }

@@ -71,6 +71,8 @@ public struct API: Sendable {
     let embeddingEvents: JobEvents
     /// This process's own metrics (requests, ...), served after the queue's by `/metrics`.
     let processMetrics: PrometheusCollectorRegistry?
+    /// API keys looked up lately, so most requests skip PostgreSQL.
+    let keyCache = APIKeyCache()
     let logger: Logger
 
     public init(
@@ -157,11 +159,13 @@ public struct API: Sendable {
     /// the key's and the user's rate limits (a 429 with `Retry-After` past them).
     func authenticate(_ request: Request) async throws -> Caller {
         let caller: Caller
+        var revocationMarker: String?
         if let header = request.headers[.authorization] {
             guard header.hasPrefix("Bearer ") else { throw APIError.unauthorized }
             let secret = String(header.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
-            guard let key = try await store.apiKey(secret) else { throw APIError.unauthorized }
+            guard let (key, cached) = try await apiKey(secret) else { throw APIError.unauthorized }
             caller = Caller(user: key.user, key: key.id)
+            revocationMarker = cached ? APIKeyCache.revocationMarker(user: key.user, key: key.id) : nil
         } else if let token = request.cookies[SessionStore.cookieName]?.value, let session = try await sessions.find(token) {
             if ![.get, .head].contains(request.method) {
                 guard let given = request.headers[.init("X-CSRF-Token")!], constantTimeEqual(given, session.csrfToken) else {
@@ -177,11 +181,25 @@ public struct API: Sendable {
             perKey: .init(perMinute: configuration.requestsPerMinutePerKey, burst: configuration.rateLimitBurst),
             perUser: .init(perMinute: configuration.requestsPerMinutePerUser, burst: configuration.rateLimitBurst))
         do {
-            RequestScope.current?.record(try await limiter.admit(key: caller.key, user: caller.user.tenant))
+            RequestScope.current?.record(try await limiter.admit(key: caller.key, user: caller.user.tenant, revocationMarker: revocationMarker))
         } catch let refusal as RateLimitRefusal {
             throw APIError.rateLimited(refusal, unit: "requests")
+        } catch is KeyRevoked {
+            if let key = caller.key { keyCache.remove(id: key) }
+            throw APIError.unauthorized
         }
         return caller
+    }
+
+    /// The API key with this secret, from the cache (`cached`) or from PostgreSQL.
+    private func apiKey(_ secret: String) async throws -> (key: APIKeyCache.Key, cached: Bool)? {
+        let hash = sha256Hex(secret)
+        if let key = keyCache.key(hash: hash) { return (key, true) }
+        let asked = ContinuousClock.now
+        guard let found = try await store.apiKey(secret) else { return nil }
+        let key = APIKeyCache.Key(id: found.id, user: found.user)
+        keyCache.insert(key, hash: hash, lookedUp: asked)
+        return (key, false)
     }
 }
 

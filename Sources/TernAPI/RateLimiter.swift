@@ -21,28 +21,38 @@ struct RateLimiter: Sendable {
 
     /// Records one request of `key` (of `user`; `nil` for a browser session, which has only the
     /// user's limit) and returns the tightest limit's state (`nil` without limits), or throws
-    /// `RateLimitRefusal`.
+    /// `RateLimitRefusal`. With `revocationMarker` (a key taken from `APIKeyCache`), it first
+    /// checks in the same round trip that the key was not revoked, or throws `KeyRevoked`.
     @discardableResult
-    func admit(key: UUID?, user: String) async throws -> RateLimitStatus? {
+    func admit(key: UUID?, user: String, revocationMarker: String? = nil) async throws -> RateLimitStatus? {
         func interval(_ policy: Policy) -> Double { policy.perMinute.map { 60000 / Double(max(1, $0)) } ?? 0 }
         let keyInterval = key == nil ? 0 : interval(perKey)
-        guard keyInterval > 0 || perUser.perMinute != nil else { return nil }
+        guard keyInterval > 0 || perUser.perMinute != nil || revocationMarker != nil else { return nil }
         let reply = try await redis.run(
-            Self.script, keys: ["tern:rate:{\(user)}:key:\(key?.uuidString.lowercased() ?? "none")", "tern:rate:{\(user)}:user"],
-            arguments: [keyInterval, max(1, perKey.burst), interval(perUser), max(1, perUser.burst)])
-        guard let values = reply.array?.compactMap(\.int), values.count >= 3 else {
+            Self.script,
+            keys: [
+                "tern:rate:{\(user)}:key:\(key?.uuidString.lowercased() ?? "none")", "tern:rate:{\(user)}:user",
+                revocationMarker ?? "tern:revoked:{\(user)}:none",
+            ],
+            arguments: [keyInterval, max(1, perKey.burst), interval(perUser), max(1, perUser.burst), revocationMarker == nil ? 0 : 1])
+        guard let values = reply.array?.compactMap(\.int), let verdict = values.first else {
             throw RedisError(.unexpectedReply, "rate limit returned an unexpected reply")
         }
+        if verdict == -1 { throw KeyRevoked() }
+        if verdict == 2 { return nil }
+        guard values.count >= 3 else { throw RedisError(.unexpectedReply, "rate limit returned an unexpected reply") }
         let limit = (values[1] == 1 ? perKey.perMinute : perUser.perMinute) ?? 0
-        guard values[0] == 1, values.count == 4 else { throw RateLimitRefusal(limit: limit, retryAfter: .milliseconds(values[2])) }
+        guard verdict == 1, values.count == 4 else { throw RateLimitRefusal(limit: limit, retryAfter: .milliseconds(values[2])) }
         return RateLimitStatus(limit: limit, remaining: Int(values[2]), resetSeconds: Int((Double(values[3]) / 1000).rounded(.up)))
     }
 
-    /// KEYS key bucket, user bucket; ARGV interval and burst of each (interval 0: no limit).
-    /// Returns {1, bucket, requests remaining, milliseconds until full} when admitted (the
-    /// bucket with the fewest left), {0, bucket, milliseconds to wait} when not (1: the key's
-    /// bucket, 2: the user's).
+    /// KEYS key bucket, user bucket, revocation marker; ARGV interval and burst of each bucket
+    /// (interval 0: no limit), whether to check the marker. Returns {-1} for a revoked key,
+    /// {2} when there is no limit, {1, bucket, requests remaining, milliseconds until full}
+    /// when admitted (the bucket with the fewest left), {0, bucket, milliseconds to wait} when
+    /// not (1: the key's bucket, 2: the user's).
     static let script = RedisScript(RedisScript.gcra + """
+        if ARGV[5] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then return {-1} end
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
         local waits, nexts = {0, 0}, {}
@@ -63,9 +73,13 @@ struct RateLimiter: Sendable {
             if left == nil or remaining < left then tightest, left, full = i, remaining, nexts[i] - now end
           end
         end
+        if left == nil then return {2} end
         return {1, tightest, left, math.ceil(full)}
         """)
 }
+
+/// A cached API key was revoked (on any instance).
+struct KeyRevoked: Error {}
 
 /// Where a caller stands against its tightest request limit after a request.
 struct RateLimitStatus: Sendable {

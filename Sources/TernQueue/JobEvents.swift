@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -35,40 +36,59 @@ public struct JobEvents: Sendable {
     public func key(_ job: JobID) -> String { prefix + "events:" + job.rawValue }
 
     /// Appends an event, refreshes the stream's retention and announces it, in one round trip.
+    /// The announcement carries the event and the id of the one before it, so a reader that
+    /// has read up to that one takes the event as it is, without reading the stream; an event
+    /// over `announcedBytes` is announced without its fields.
     @discardableResult
     public func append(_ job: JobID, _ fields: KeyValuePairs<String, String>) async throws -> String {
-        var arguments: [any RESPArgument] = [key(job), "*"]
+        let size = fields.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
+        var arguments: [any RESPArgument] = [retentionSeconds, size <= Self.announcedBytes ? 1 : 0]
         for (field, value) in fields { arguments += [field, value] }
-        let replies = try await client.pipeline([
-            RESPCommand("XADD", arguments),
-            RESPCommand("EXPIRE", key(job), retentionSeconds),
-            RESPCommand("PUBLISH", key(job), "1"),
-        ])
-        return try replies[0].get().string ?? ""
+        return try await client.run(Self.appendScript, keys: [key(job)], arguments: arguments).string ?? ""
     }
+
+    /// The largest event (its fields' bytes) an announcement carries.
+    static let announcedBytes = 16 << 10
+
+    /// KEYS stream; ARGV retention in seconds, whether to announce the fields, then the
+    /// fields. Announces `[previous id, id, field, value, ...]` as JSON, or `1`. Returns the id.
+    static let appendScript = RedisScript("""
+        local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+        local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+        redis.call('EXPIRE', KEYS[1], ARGV[1])
+        if ARGV[2] == '1' then
+          local announcement = {last[1] and last[1][1] or '0', id}
+          for i = 3, #ARGV do announcement[#announcement + 1] = ARGV[i] end
+          redis.call('PUBLISH', KEYS[1], cjson.encode(announcement))
+        else
+          redis.call('PUBLISH', KEYS[1], '1')
+        end
+        return id
+        """)
 }
 
 extension JobEvents {
     /// Follows a job's events after `lastID` ("0": from the start), in order: `onBatch` gets each
     /// batch of new events and returns whether to go on; `onIdle` runs once nothing came for half
     /// of `idle` (so never more than `idle` passes without one or the other) and returns whether
-    /// to go on. Between batches the reader waits on the stream's announcements; before each
-    /// `onIdle` it reads once more, so an announcement lost while the subscriber reconnected
-    /// delays events by at most `idle`.
+    /// to go on. Between batches the reader waits on the stream's announcements, taking the
+    /// event an announcement carries when it comes right after the last one read, and reading
+    /// the stream otherwise. Before each `onIdle` it reads once more, so an announcement lost
+    /// while the subscriber reconnected delays events by at most `idle`.
     public func follow(
         _ job: JobID, after lastID: String, idle: Duration,
         onBatch: ([JobEvent]) async throws -> Bool,
         onIdle: () async throws -> Bool
     ) async throws {
-        try await subscriber.subscribe(to: [key(job)], buffer: 1) { announcements in
+        try await subscriber.subscribe(to: [key(job)], buffer: 64) { announcements in
             // Wake-ups come from announcements and from ticks twice per idle interval; a tick
-            // never hides an announcement, which is also noted in `announced`.
-            let announced = NIOLockedValueBox(true)  // read once before waiting
+            // never hides an announcement, which waits in `inbox`.
+            let inbox = AnnouncementInbox()
             let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    for await _ in announcements {
-                        announced.withLockedValue { $0 = true }
+                    for await message in announcements {
+                        inbox.put(message.payload)
                         wake.yield()
                     }
                 }
@@ -84,14 +104,24 @@ extension JobEvents {
                 var lastHeard = ContinuousClock.now
                 var iterator = wakeups.makeAsyncIterator()
                 repeat {
-                    let wasAnnounced = announced.withLockedValue { value in
-                        defer { value = false }
-                        return value
+                    let (payloads, readNeeded) = inbox.take()
+                    var mustRead = readNeeded
+                    var announced: [JobEvent] = []
+                    for payload in payloads where !mustRead {
+                        guard let (previous, event) = Self.announcedEvent(payload), previous == lastID else {
+                            mustRead = true
+                            break
+                        }
+                        announced.append(event)
+                        lastID = event.id
                     }
-                    let quiet = ContinuousClock.now - lastHeard >= idle / 2
-                    guard wasAnnounced || quiet else { continue }
+                    if !announced.isEmpty {
+                        lastHeard = .now
+                        guard try await onBatch(announced) else { return }
+                    }
                     // Before an idle call, read once more: an announcement may have been lost
                     // while the subscriber reconnected.
+                    guard mustRead || ContinuousClock.now - lastHeard >= idle / 2 else { continue }
                     while true {
                         let batch = try await client.streamRead(key(job), after: lastID, count: 256)
                         guard let last = batch.last else { break }
@@ -109,9 +139,43 @@ extension JobEvents {
         }
     }
 
+    /// The event an announcement carries and the id of the one before it; `nil` for an
+    /// announcement without one.
+    static func announcedEvent(_ payload: ByteBuffer) -> (previous: String, event: JobEvent)? {
+        guard payload.readableBytes > 1,
+              let parts = try? JSONDecoder().decode([String].self, from: Data(payload.readableBytesView)),
+              parts.count >= 2, parts.count % 2 == 0
+        else { return nil }
+        var fields: [String: String] = [:]
+        for index in stride(from: 2, to: parts.count, by: 2) { fields[parts[index]] = parts[index + 1] }
+        return (parts[0], JobEvent(id: parts[1], fields: fields))
+    }
+
     /// Every event of a job so far, without waiting.
     public func all(_ job: JobID) async throws -> [JobEvent] {
         try await client.streamRange(key(job))
     }
 
+}
+
+/// The announcements a reader has received and not yet handled: at most `capacity`; past
+/// that they are dropped and the reader reads the stream instead. It starts out wanting a
+/// read, so a reader reads once before it waits.
+final class AnnouncementInbox: Sendable {
+    private let state = NIOLockedValueBox((payloads: [ByteBuffer](), mustRead: true))
+    let capacity = 256
+
+    func put(_ payload: ByteBuffer) {
+        state.withLockedValue { state in
+            if state.payloads.count < capacity { state.payloads.append(payload) } else { state.mustRead = true }
+        }
+    }
+
+    /// The announcements so far, and whether the reader must read the stream (after them).
+    func take() -> (payloads: [ByteBuffer], mustRead: Bool) {
+        state.withLockedValue { state in
+            defer { state = ([], false) }
+            return state
+        }
+    }
 }

@@ -253,7 +253,13 @@ extension RedisJobQueue {
             end
           end
         end
-        if claimed > 0 then redis.call('HINCRBY', p .. 'totals', 'started', claimed) end
+        if claimed > 0 then
+          redis.call('HINCRBY', p .. 'totals', 'started', claimed)
+        else
+          -- Nothing to claim: the wake-ups left from while no worker waited are spent, and a
+          -- worker that waits next would only spin through them.
+          redis.call('DEL', p .. 'wake')
+        end
         wake_once()
         local due = redis.call('ZRANGE', p .. 'delayed', 0, 0, 'WITHSCORES')
         if due[2] then result[2] = math.max(0, tonumber(due[2]) - now) end

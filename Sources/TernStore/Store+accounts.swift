@@ -89,8 +89,8 @@ extension Store {
         return keys
     }
 
-    /// Revokes one of the user's keys; `false` if the user has no such key. Every API instance
-    /// looks keys up on each request, so the key stops working everywhere at once.
+    /// Revokes one of the user's keys (again, if it was); `false` if the user has no such key.
+    /// The API also tells its instances that keep looked-up keys (`APIKeyCache`).
     @discardableResult
     public func revokeAPIKey(_ id: UUID, of user: UserID) async throws -> Bool {
         let rows = try await client.query("""

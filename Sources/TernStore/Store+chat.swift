@@ -22,12 +22,12 @@ public struct TokenUsage: Sendable, Equatable, Codable {
 }
 
 extension Store {
-    /// Creates a conversation with its first messages and a queued chat job, in one statement
-    /// (one round trip, one commit).
+    /// Creates the conversation `conversationID` with its first messages and a queued chat job,
+    /// in one statement (one round trip, one commit).
     public func createChat(
-        user: UserID, apiKey: UUID? = nil, jobID: UUID, model: String, title: String, messages: [StoredMessage]
+        user: UserID, apiKey: UUID? = nil, jobID: UUID, conversationID: UUID = UUID(), model: String, title: String,
+        messages: [StoredMessage]
     ) async throws -> UUID {
-        let conversationID = UUID()
         try await client.query("""
             WITH conversation AS (
                 INSERT INTO conversations (id, user_id, title) VALUES (\(conversationID), \(user.uuid), \(title)) RETURNING id
@@ -63,17 +63,20 @@ extension Store {
             """, logger: logger)
     }
 
-    /// Marks a job active and counts the attempt.
+    /// Marks a job active and counts the attempt; throws `jobNotStored` without its row.
     public func startJob(_ jobID: UUID, attempt: Int) async throws {
-        try await client.query("""
-            UPDATE jobs SET status = 'active', attempts = \(attempt), started_at = coalesce(started_at, now())
-            WHERE id = \(jobID) AND status IN ('queued', 'active')
-            """, logger: logger)
+        try await writeJob(jobID, """
+            WITH job AS (
+                UPDATE jobs SET status = 'active', attempts = \(attempt), started_at = coalesce(started_at, now())
+                WHERE id = \(jobID) AND status IN ('queued', 'active')
+                RETURNING id
+            )
+            """)
     }
 
     /// Stores the assistant's answer and completes the job, once, in one statement: a second
     /// call for the same job (a redelivered job that had already finished) changes nothing and
-    /// returns `false`.
+    /// returns `false`. Throws `jobNotStored` without the job's row.
     @discardableResult
     public func completeChatJob(_ jobID: UUID, answer: String, model: String, usage: TokenUsage) async throws -> Bool {
         try await finishChatJob(jobID, status: "completed", answer: answer, model: model, usage: usage)
@@ -87,12 +90,12 @@ extension Store {
     }
 
     private func finishChatJob(_ jobID: UUID, status: String, answer: String, model: String, usage: TokenUsage) async throws -> Bool {
-        let rows = try await client.query("""
+        try await writeJob(jobID, """
             WITH job AS (
                 UPDATE jobs SET status = \(status), finished_at = now(), error = NULL,
                     prompt_tokens = \(usage.promptTokens), completion_tokens = \(usage.completionTokens)
                 WHERE id = \(jobID) AND status IN ('queued', 'active', 'failed')
-                RETURNING conversation_id
+                RETURNING id, conversation_id
             ), answer AS (
                 INSERT INTO messages (conversation_id, role, content, job_id, model, prompt_tokens, completion_tokens)
                 SELECT conversation_id, 'assistant', \(answer), \(jobID), \(model), \(usage.promptTokens), \(usage.completionTokens)
@@ -100,9 +103,22 @@ extension Store {
             ), touched AS (
                 UPDATE conversations SET updated_at = now() WHERE id IN (SELECT conversation_id FROM job)
             )
-            SELECT count(*)::int FROM job
-            """, logger: logger)
-        for try await finished in rows.decode(Int.self) { return finished > 0 }
+            """)
+    }
+
+    /// Runs `update`, the `WITH job AS (UPDATE jobs ... RETURNING id)` part of a statement on the
+    /// job `jobID`, and returns whether it changed the row; throws `jobNotStored` if there is no
+    /// such row (yet).
+    @discardableResult
+    private func writeJob(_ jobID: UUID, _ update: PostgresQuery) async throws -> Bool {
+        var query = update
+        query.sql += "\nSELECT (SELECT count(*) FROM job)::int, EXISTS (SELECT 1 FROM jobs WHERE id = $\(query.binds.count + 1))"
+        query.binds.append(jobID)
+        let rows = try await client.query(query, logger: logger)
+        for try await (changed, stored) in rows.decode((Int, Bool).self) {
+            guard stored else { throw StoreError(.jobNotStored, "job \(jobID) is not stored") }
+            return changed > 0
+        }
         return false
     }
 
@@ -113,12 +129,16 @@ extension Store {
             """, logger: logger)
     }
 
-    /// Marks a job failed with a reason safe to show its owner.
+    /// Marks a job failed with a reason safe to show its owner; throws `jobNotStored` without
+    /// its row.
     public func failJob(_ jobID: UUID, reason: String) async throws {
-        try await client.query("""
-            UPDATE jobs SET status = 'failed', finished_at = now(), error = \(reason)
-            WHERE id = \(jobID) AND status IN ('queued', 'active')
-            """, logger: logger)
+        try await writeJob(jobID, """
+            WITH job AS (
+                UPDATE jobs SET status = 'failed', finished_at = now(), error = \(reason)
+                WHERE id = \(jobID) AND status IN ('queued', 'active')
+                RETURNING id
+            )
+            """)
     }
 
     /// The messages of a conversation, oldest first, only if it belongs to `user`.

@@ -76,6 +76,8 @@ public struct StoreError: Error, CustomStringConvertible {
     public enum Code: String, Sendable {
         case invalidConfiguration
         case notFound
+        /// A job's row is not (yet) stored: the API stores it while the job is already queued.
+        case jobNotStored
     }
     public let code: Code
     public let message: String

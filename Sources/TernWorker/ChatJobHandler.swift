@@ -41,28 +41,20 @@ public struct ChatJobHandler: JobHandler {
             logger.error("job payload is not a chat job")
             throw try await fail(job, code: "invalid_job", message: "the job could not be read", logger: logger)
         }
-        let earlier = try await events.all(job.id).compactMap { ChatEvent(fields: $0.fields) }
-        let streamedSoFar = earlier.reduce(into: "") { text, event in if case .token(let t) = event { text += t } }
-        if let usage = earlier.lazy.compactMap(\.usage).first {
-            // An earlier attempt finished but died before acknowledging: finish the bookkeeping.
-            try await store.completeChatJob(job.id.uuid, answer: streamedSoFar, model: chat.model, usage: usage)
-            await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
-            return JobOutcome(tokens: usage.promptTokens + usage.completionTokens)
-        }
         guard let route = routes[chat.model] else {
+            if let finished = try await finishedEarlier(job, chat, earlier: earlierEvents(job), logger: logger) { return finished }
             logger.error("no route for the job's model", metadata: ["model": "\(chat.model)"])
             throw try await fail(job, code: "model_not_served", message: "no worker serves the model \(chat.model)", logger: logger)
         }
-        // The bookkeeping of the start runs while the model reads the prompt, off the way to the
-        // first token; the start event still comes before any token, the row before the end.
-        async let startStored: Void = store.startJob(job.id.uuid, attempt: job.attempt)
-        async let startAnnounced = events.append(job.id, ChatEvent.started(attempt: job.attempt).fields)
         var messages = route.prompt(chat.messages)
         if let window = route.contextWindow {
             let reserve = chat.options.maxTokens ?? min(256, window / 4)
             let fitted = await PromptFitting.fit(messages, window: window, reserve: reserve, count: route.countTokens)
             // Cancelled while counting (the tokenizer's answer lost): stopped, not refused.
-            if Task.isCancelled { try await stopped(job, chat, answer: "", earlier: streamedSoFar, pieces: 0, reported: nil, logger: logger) }
+            if Task.isCancelled {
+                let earlier = (try? await earlierEvents(job).streamedText) ?? ""
+                try await stopped(job, chat, answer: "", earlier: earlier, pieces: 0, reported: nil, logger: logger)
+            }
             guard let fitted else {
                 throw try await fail(
                     job, code: "context_length_exceeded",
@@ -72,6 +64,18 @@ public struct ChatJobHandler: JobHandler {
             if fitted.count < messages.count { logger.info("conversation trimmed to the context window", metadata: ["dropped": "\(messages.count - fitted.count)"]) }
             messages = fitted
         }
+        // The model call starts first; what an earlier attempt left and the bookkeeping of the
+        // start are read and written while the model reads the prompt, off the way to the first
+        // token. The start event still comes before any token, the row before the end.
+        let answerParts = route.streamChat(messages: messages, options: chat.options)
+        async let startStored: Void = whenStored { try await store.startJob(job.id.uuid, attempt: job.attempt) }
+        async let startAnnounced = events.append(job.id, ChatEvent.started(attempt: job.attempt).fields)
+        let earlier = try await earlierEvents(job)
+        if let finished = try await finishedEarlier(job, chat, earlier: earlier, logger: logger) {
+            _ = try? await startAnnounced
+            return finished
+        }
+        let streamedSoFar = earlier.streamedText
 
         // A retried job must not repeat what clients already received: text the earlier attempt
         // streamed is skipped while the new answer matches it, and a divergent answer fails the
@@ -81,7 +85,7 @@ public struct ChatJobHandler: JobHandler {
         var completionPieces = 0
         var reported: TokenUsage?
         do {
-            for try await part in route.streamChat(messages: messages, options: chat.options) {
+            for try await part in answerParts {
                 switch part {
                 case .text(let raw):
                     // PostgreSQL's text cannot hold NUL: the model's are dropped before anyone sees them.
@@ -106,32 +110,55 @@ public struct ChatJobHandler: JobHandler {
                     reported = TokenUsage(promptTokens: finish.promptTokens, completionTokens: finish.completionTokens)
                 }
             }
-        } catch where Task.isCancelled {
-            // Cancelled while a piece was being written: the same as between pieces, below.
-            try await stopped(job, chat, answer: answer, earlier: streamedSoFar, pieces: completionPieces, reported: reported, logger: logger)
-        } catch is Diverged {
-            await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: completionPieces, logger: logger)
-            throw try await fail(job, code: "interrupted", message: "the model was interrupted mid-answer and could not resume it", logger: logger)
-        } catch let error as ProviderError {
-            logger.warning("model call failed", metadata: ["error": "\(error.message)"])
-            await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: completionPieces, logger: logger)
-            throw try await fail(job, code: "upstream_error", message: error.publicMessage, logger: logger)
+        } catch {
+            // The start event goes before the event that ends the job.
+            _ = try? await startAnnounced
+            switch error {
+            case _ where Task.isCancelled:
+                // Cancelled while a piece was being written: the same as between pieces, below.
+                try await stopped(job, chat, answer: answer, earlier: streamedSoFar, pieces: completionPieces, reported: reported, logger: logger)
+            case is Diverged:
+                await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: completionPieces, logger: logger)
+                throw try await fail(job, code: "interrupted", message: "the model was interrupted mid-answer and could not resume it", logger: logger)
+            case let error as ProviderError:
+                logger.warning("model call failed", metadata: ["error": "\(error.message)"])
+                await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: completionPieces, logger: logger)
+                throw try await fail(job, code: "upstream_error", message: error.publicMessage, logger: logger)
+            default:
+                throw error
+            }
         }
         // Cancelled (or released by a stopping worker): the model call was aborted as the task
         // was cancelled, and the stream simply ended.
         if Task.isCancelled {
+            _ = try? await startAnnounced
             try await stopped(job, chat, answer: answer, earlier: streamedSoFar, pieces: completionPieces, reported: reported, logger: logger)
         }
         // The event first: if the worker dies before storing, the next attempt finds `done` and
         // stores what was streamed, rather than generating (and perhaps diverging) again.
-        // The start's row is only bookkeeping (the end's statement accepts a queued job too).
-        do { try await startStored } catch { logger.warning("the job's start was not stored", metadata: ["error": "\(type(of: error))"]) }
+        // The start's row is only bookkeeping (the end's statement accepts a queued job too,
+        // and a start stored after the end changes nothing).
         _ = try await startAnnounced
         let usage = TokenUsage(promptTokens: finish.promptTokens, completionTokens: finish.completionTokens)
         try await events.append(job.id, ChatEvent.done(finishReason: finish.reason, promptTokens: usage.promptTokens, completionTokens: usage.completionTokens).fields)
-        try await store.completeChatJob(job.id.uuid, answer: answer, model: chat.model, usage: usage)
+        do { try await startStored } catch { logger.warning("the job's start was not stored", metadata: ["error": "\(type(of: error))"]) }
+        try await whenStored { try await store.completeChatJob(job.id.uuid, answer: answer, model: chat.model, usage: usage) }
         await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
         logger.info("chat job completed", metadata: ["completion_tokens": "\(usage.completionTokens)"])
+        return JobOutcome(tokens: usage.promptTokens + usage.completionTokens)
+    }
+
+    /// The chat events earlier attempts (and this one, so far) wrote.
+    private func earlierEvents(_ job: ClaimedJob) async throws -> [ChatEvent] {
+        try await events.all(job.id).compactMap { ChatEvent(fields: $0.fields) }
+    }
+
+    /// If an earlier attempt finished but died before acknowledging, finishes its bookkeeping
+    /// and returns its outcome; `nil` if none finished.
+    private func finishedEarlier(_ job: ClaimedJob, _ chat: ChatJob, earlier: [ChatEvent], logger: Logger) async throws -> JobOutcome? {
+        guard let usage = earlier.lazy.compactMap(\.usage).first else { return nil }
+        try await whenStored { try await store.completeChatJob(job.id.uuid, answer: earlier.streamedText, model: chat.model, usage: usage) }
+        await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
         return JobOutcome(tokens: usage.promptTokens + usage.completionTokens)
     }
 
@@ -150,7 +177,9 @@ public struct ChatJobHandler: JobHandler {
         do {
             try await Task {
                 guard try await Self.persistently({ try await queue.status(job.id)?.cancelRequested ?? false }) else { return }
-                try await Self.persistently { try await store.stopChatJob(job.id.uuid, answer: answer, model: chat.model, usage: usage) }
+                try await whenStored {
+                    try await Self.persistently { try await store.stopChatJob(job.id.uuid, answer: answer, model: chat.model, usage: usage) }
+                }
                 await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
                 logger.info("chat job stopped", metadata: ["completion_tokens": "\(usage.completionTokens)"])
             }.value
@@ -158,6 +187,22 @@ public struct ChatJobHandler: JobHandler {
             logger.error("a stopped job's answer and usage were not stored", metadata: ["error": "\(type(of: error))"])
         }
         throw CancellationError()
+    }
+
+    /// Runs a write to the job's row, waiting up to 10 s for the row: the API stores it while
+    /// the job is already queued, so a quick worker can get here first.
+    @discardableResult
+    func whenStored<Result>(_ write: () async throws -> Result) async throws -> Result {
+        let deadline = ContinuousClock.now + .seconds(10)
+        var delay = Duration.milliseconds(2)
+        while true {
+            do {
+                return try await write()
+            } catch let error as StoreError where error.code == .jobNotStored && ContinuousClock.now + delay < deadline {
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .milliseconds(500))
+            }
+        }
     }
 
     /// Runs `body` until it succeeds, at most five times, waiting 0.1, 0.2, 0.4 and 0.8 s between.
@@ -174,12 +219,19 @@ public struct ChatJobHandler: JobHandler {
     /// tells the client (the job's `error` event).
     private func fail(_ job: ClaimedJob, code: String, message: String, logger: Logger) async throws -> JobFailure {
         logger.warning("chat job failed", metadata: ["code": "\(code)"])
-        try await store.failJob(job.id.uuid, reason: message)
+        try await whenStored { try await store.failJob(job.id.uuid, reason: message) }
         return JobFailure(code: code, message, retry: .never)
     }
 }
 
 struct Diverged: Error {}
+
+extension [ChatEvent] {
+    /// The text of the token events.
+    var streamedText: String {
+        reduce(into: "") { text, event in if case .token(let t) = event { text += t } }
+    }
+}
 
 extension ChatEvent {
 

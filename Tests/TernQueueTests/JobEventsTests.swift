@@ -41,4 +41,37 @@ import TernTestSupport
             #expect(resumed == ["token", "completed"])
         }
     }
+
+    @Test func announcedEventsAreTakenInOrderAndAGapIsReadFromTheStream() async throws {
+        try await TestServices.withRedis { (redis: RedisClient) async throws in
+            let events = JobEvents(queue: RedisJobQueue(name: QueueName(TestServices.uniqueName("events")), client: redis))
+            let job = JobID()
+            let expected = (0..<200).map { "t\($0)" } + ["completed"]
+            var texts: [String] = []
+            var started = false
+            try await events.follow(job, after: "0", idle: .milliseconds(200)) { batch in
+                texts += batch.map { $0.fields["text"] ?? $0.type }
+                return batch.last?.type != "completed"
+            } onIdle: {
+                if !started {
+                    started = true
+                    // Written while the reader waits. Event 100 is added without an
+                    // announcement (as if it were lost): the next one no longer follows what
+                    // the reader has, so it reads the stream.
+                    Task {
+                        for index in 0..<200 {
+                            if index == 100 {
+                                try await redis.send("XADD", events.key(job), "*", "type", "token", "text", "t100")
+                            } else {
+                                try await events.append(job, ["type": "token", "text": "t\(index)"])
+                            }
+                        }
+                        try await events.append(job, ["type": "completed"])
+                    }
+                }
+                return true
+            }
+            #expect(texts == expected)
+        }
+    }
 }

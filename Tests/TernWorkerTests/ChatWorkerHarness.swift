@@ -64,23 +64,32 @@ struct ChatWorkerHarness: Sendable {
         }
     }
 
-    /// Enqueues a chat job as the API does (conversation and job rows first); `bucket` is a
-    /// tokens-a-minute bucket the API reserved `reserved` tokens in.
+    /// Enqueues a chat job for `model` as the API does; `bucket` is a tokens-a-minute bucket the
+    /// API reserved `reserved` tokens in. Its rows are stored first unless `storingRows` is off
+    /// (then `storeRows` stores them later, as an API whose insert is slower than the worker).
     func enqueue(
-        maxTokens: Int = 5, bucket: TokenBudget.Bucket? = nil, reserved: Int? = nil,
+        model: String = "mock", maxTokens: Int = 5, bucket: TokenBudget.Bucket? = nil, reserved: Int? = nil, storingRows: Bool = true,
         beforeEnqueue: @Sendable (JobID) async throws -> Void = { _ in }
     ) async throws -> (job: JobID, conversation: UUID) {
-        let jobID = JobID()
-        let messages = [ChatMessage(role: "user", content: "Say something")]
-        let conversation = try await store.createChat(
-            user: user, jobID: jobID.uuid, model: "mock", title: "t", messages: messages.map { StoredMessage(role: $0.role, content: $0.content) })
+        let (jobID, conversation) = (JobID(), UUID())
+        if storingRows { try await storeRows(of: jobID, conversation: conversation, model: model) }
         let job = ChatJob(
-            userID: user.uuid, conversationID: conversation, model: "mock", messages: messages, options: GenerationOptions(maxTokens: maxTokens),
+            userID: user.uuid, conversationID: conversation, model: model, messages: Self.messages, options: GenerationOptions(maxTokens: maxTokens),
             tokenBuckets: bucket.map { [$0.key: $0.perMinute] }, reservedTokens: reserved)
         try await beforeEnqueue(jobID)
         _ = try await queue.enqueue(NewJob(
             id: jobID, type: ChatJob.type, tenant: "\(user)", payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self)))
         return (jobID, conversation)
+    }
+
+    /// The conversation each job asks about.
+    static let messages = [ChatMessage(role: "user", content: "Say something")]
+
+    /// Stores a job's conversation and job rows, as the API does.
+    func storeRows(of job: JobID, conversation: UUID, model: String = "mock") async throws {
+        _ = try await store.createChat(
+            user: user, jobID: job.uuid, conversationID: conversation, model: model, title: "t",
+            messages: Self.messages.map { StoredMessage(role: $0.role, content: $0.content) })
     }
 
     /// Waits until the queue and the database both hold the job as ended; returns the

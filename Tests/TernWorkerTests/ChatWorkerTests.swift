@@ -55,4 +55,29 @@ import TernTestSupport
         #expect(tokens.joined() == ChatWorkerHarness.wholeAnswer)
         #expect(stored.last?.content == ChatWorkerHarness.wholeAnswer)
     }
+
+    @Test func aJobWhoseRowsComeAfterItsAnswerIsStoredOnceTheyCome() async throws {
+        // The API stores the rows while the job is enqueued; here the worker is far quicker.
+        try await ChatWorkerHarness.run { harness in
+            let (job, conversation) = try await harness.enqueue(storingRows: false)
+            let streamed = try await eventually { try await harness.chatEvents(job).contains { $0.usage != nil } }
+            #expect(streamed)
+            #expect(try await harness.queue.status(job)?.state == .active)  // waiting for its row
+            try await harness.storeRows(of: job, conversation: conversation)
+            #expect(try await harness.ending(of: job) == "completed")
+            #expect(try await harness.store.messages(conversation: conversation, user: harness.user).last?.content == ChatWorkerHarness.wholeAnswer)
+        }
+    }
+
+    @Test func aJobThatFailsBeforeItsRowsComeIsStoredAsFailed() async throws {
+        try await ChatWorkerHarness.run { harness in
+            // No worker serves this model: the job fails as soon as it is claimed, before its
+            // rows are stored, and its worker waits for them to record why.
+            let (job, conversation) = try await harness.enqueue(model: "unserved", storingRows: false)
+            let claimed = try await eventually { try await harness.queue.status(job)?.state == .active }
+            #expect(claimed)
+            try await harness.storeRows(of: job, conversation: conversation, model: "unserved")
+            #expect(try await harness.ending(of: job) == "failed")
+        }
+    }
 }

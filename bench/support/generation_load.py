@@ -1,9 +1,10 @@
 """The client side of bench/generation: prints one JSON line.
 
-  generation_load.py --url URL [--key KEY] --model M --concurrency C --requests N --max-tokens T
+  generation_load.py --url URL [--key KEY] --model M --concurrency C --requests N --max-tokens T [--think-ms MS]
 
 Runs N streaming chat completions, C at a time (each client starts its next request when its
-last one ended), all with the same prompt at temperature 0, and times for each the first content
+last one ended, after a think time drawn uniformly from 0 to --think-ms, the same draws for
+every run), all with the same prompt at temperature 0, and times for each the first content
 token (TTFT) and the whole answer. Tokens are the usage the stream reports
 (`stream_options.include_usage`), or the content pieces where it reports none. Throughput is
 all completion tokens over the wall time of the whole point.
@@ -11,6 +12,7 @@ all completion tokens over the wall time of the whole point.
 import argparse
 import asyncio
 import json
+import random
 import time
 
 import aiohttp
@@ -55,8 +57,11 @@ async def one_request(client, args):
     return {"ttft": (first - start) * 1000, "total": (end - start) * 1000, "tokens": tokens}
 
 
-async def client_loop(client, args, count, results):
+async def client_loop(client, args, count, results, index):
+    think = random.Random(index)
     for _ in range(count):
+        if args.think_ms > 0:
+            await asyncio.sleep(think.uniform(0, args.think_ms) / 1000)
         results.append(await one_request(client, args))
 
 
@@ -68,7 +73,7 @@ async def main(args):
         results = []
         shares = [args.requests // args.concurrency + (1 if i < args.requests % args.concurrency else 0) for i in range(args.concurrency)]
         started = time.perf_counter()
-        await asyncio.gather(*(client_loop(client, args, n, results) for n in shares))
+        await asyncio.gather(*(client_loop(client, args, n, results, i) for i, n in enumerate(shares)))
         wall = time.perf_counter() - started
     good = [r for r in results if "error" not in r]
     errors = [r["error"] for r in results if "error" in r]
@@ -89,5 +94,6 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--think-ms", type=float, default=0)
     parser.add_argument("--timeout", type=float, default=600)
     asyncio.run(main(parser.parse_args()))
