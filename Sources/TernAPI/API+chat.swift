@@ -12,9 +12,11 @@ extension API {
     /// `POST /v1/chat/completions`: stores the conversation, enqueues a chat job and relays its
     /// events, as Server-Sent Events (`stream: true`) or as one JSON answer.
     func chatCompletions(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        let caller = try await authenticate(request)
-        let chat = try await decodeBody(ChatCompletionRequest.self, of: request, what: "chat completion request")
-        let (jobID, _) = try await enqueueChat(chat, for: caller)
+        let caller = try await identifyCounting(request)
+        let (chat, jobID) = try await whileCounted(caller) {
+            let chat = try await decodeBody(ChatCompletionRequest.self, of: request, what: "chat completion request")
+            return (chat, try await enqueueChat(chat, for: caller).0)
+        }
         logger.info("chat job enqueued", metadata: [
             "job": "\(jobID)", "user": "\(caller.user)", "end_user": "\(chat.user ?? "")", "stream": "\(chat.stream ?? false)",
         ])
@@ -110,10 +112,12 @@ extension API {
         }
     }
 
-    /// Admits a generation: checks `queue`'s backlog (a 503 past the admission threshold) while
-    /// reserving `tokens` of the caller's tokens a minute (a 429 if they are spent), runs `body`
-    /// with the buckets charged (key to tokens a minute, for the job's payload), and gives the
-    /// reservation back if anything fails: then nothing will run.
+    /// Admits a generation of a caller from `identifyCounting`, three checks at once: the
+    /// request's count against the caller's rate limits (already running), `queue`'s backlog (a
+    /// 503 past the admission threshold) and a reservation of `tokens` of the caller's tokens a
+    /// minute (a 429 if they are spent). Then runs `body` with the buckets charged (key to
+    /// tokens a minute, for the job's payload), and gives the reservation back if anything
+    /// fails: then nothing will run.
     func admitting<Result>(
         _ tokens: Int, for caller: Caller, on queue: any JobQueue, _ body: ([String: Int]) async throws -> Result
     ) async throws -> Result {
@@ -126,6 +130,7 @@ extension API {
             throw APIError.rateLimited(refusal, unit: "tokens")
         }
         do {
+            try await caller.admitted()
             guard try await backlogAdmits else { throw APIError.queueFull }
             return try await body(Dictionary(uniqueKeysWithValues: buckets.map { ($0.key, $0.perMinute) }))
         } catch {

@@ -67,25 +67,27 @@ extension API {
     }
 
     private func embeddings(_ request: Request) async throws -> Response {
-        let caller = try await authenticate(request)
-        let body = try await decodeBody(EmbeddingRequest.self, of: request, what: "embeddings request")
-        guard configuration.embeddingModels.contains(body.model) else {
-            throw APIError(.notFound, code: "model_not_found", message: "The embedding model '\(body.model.prefix(100))' does not exist.", param: "model")
-        }
-        let texts = try validated(body)
-        let base64 = body.encoding_format == "base64"
+        let caller = try await identifyCounting(request)
         let user = caller.user
-        let estimate = texts.reduce(0) { $0 + $1.utf8.count } / 4 + 1
-        let jobID = try await admitting(estimate, for: caller, on: embeddingQueue) { buckets in
-            let jobID = JobID()
-            try await store.createJob(user: user, apiKey: caller.key, jobID: jobID.uuid, kind: EmbeddingJob.type, model: body.model)
-            let job = EmbeddingJob(userID: user.uuid, model: body.model, inputs: texts, tokenBuckets: buckets, reservedTokens: estimate)
-            try await enqueue(on: embeddingQueue, NewJob(
-                id: jobID, type: EmbeddingJob.type, tenant: user.tenant, payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self),
-                lane: .interactive, provider: body.model))
-            return jobID
+        let (body, jobID) = try await whileCounted(caller) {
+            let body = try await decodeBody(EmbeddingRequest.self, of: request, what: "embeddings request")
+            guard configuration.embeddingModels.contains(body.model) else {
+                throw APIError(.notFound, code: "model_not_found", message: "The embedding model '\(body.model.prefix(100))' does not exist.", param: "model")
+            }
+            let texts = try validated(body)
+            let estimate = texts.reduce(0) { $0 + $1.utf8.count } / 4 + 1
+            return (body, try await admitting(estimate, for: caller, on: embeddingQueue) { buckets in
+                let jobID = JobID()
+                try await store.createJob(user: user, apiKey: caller.key, jobID: jobID.uuid, kind: EmbeddingJob.type, model: body.model)
+                let job = EmbeddingJob(userID: user.uuid, model: body.model, inputs: texts, tokenBuckets: buckets, reservedTokens: estimate)
+                try await enqueue(on: embeddingQueue, NewJob(
+                    id: jobID, type: EmbeddingJob.type, tenant: user.tenant, payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self),
+                    lane: .interactive, provider: body.model))
+                return jobID
+            })
         }
-        logger.info("embedding job enqueued", metadata: ["job": "\(jobID)", "user": "\(user)", "inputs": "\(texts.count)"])
+        let base64 = body.encoding_format == "base64"
+        logger.info("embedding job enqueued", metadata: ["job": "\(jobID)", "user": "\(user)", "inputs": "\(body.input.texts.count)"])
 
         var result: Result<Embeddings, APIError>?
         let deadline = ContinuousClock.now + configuration.answerTimeout

@@ -80,12 +80,14 @@ extension API {
     }
 
     private func createJob(_ request: Request) async throws -> Response {
-        let caller = try await authenticate(request)
-        let body = try await decodeBody(CreateJobRequest.self, of: request, what: "job")
-        guard body.type == "chat.completion" else {
-            throw APIError.invalid("Unknown job type '\(body.type.prefix(100))'; the one type is 'chat.completion'.", param: "type")
+        let caller = try await identifyCounting(request)
+        let id = try await whileCounted(caller) {
+            let body = try await decodeBody(CreateJobRequest.self, of: request, what: "job")
+            guard body.type == "chat.completion" else {
+                throw APIError.invalid("Unknown job type '\(body.type.prefix(100))'; the one type is 'chat.completion'.", param: "type")
+            }
+            return try await enqueueChat(body.input, for: caller).0
         }
-        let (id, _) = try await enqueueChat(body.input, for: caller)
         logger.info("job enqueued", metadata: ["job": "\(id)", "user": "\(caller.user)"])
         guard let status = try await queue.status(id) else { throw APIError.jobNotFound }
         return try json(JobObject(status), status: .accepted, headers: [.location: "/v1/jobs/\(id)"])

@@ -158,37 +158,66 @@ public struct API: Sendable {
     /// writes must carry the session's CSRF token (`X-CSRF-Token`). Counts the request against
     /// the key's and the user's rate limits (a 429 with `Retry-After` past them).
     func authenticate(_ request: Request) async throws -> Caller {
-        let caller: Caller
-        var revocationMarker: String?
+        let caller = try await identify(request)
+        try await admit(caller)
+        return caller
+    }
+
+    /// Who is calling, with the request being counted against their rate limits meanwhile: a
+    /// generation reads and checks its body and its other limits while the count runs. Every
+    /// path awaits the count (`admitting`, `whileCounted`), so a refused request is refused.
+    func identifyCounting(_ request: Request) async throws -> Caller {
+        var caller = try await identify(request)
+        let counted = caller
+        caller.admission = Task { try await admit(counted) }
+        return caller
+    }
+
+    /// Runs `body` for a caller from `identifyCounting`; if it fails, the request's count is
+    /// awaited first, so a request past its limits gets its 429 whatever else was wrong.
+    func whileCounted<Result>(_ caller: Caller, _ body: () async throws -> Result) async throws -> Result {
+        do {
+            return try await body()
+        } catch {
+            try await caller.admitted()
+            throw error
+        }
+    }
+
+    /// Who is calling, without counting the request (`admit` does).
+    func identify(_ request: Request) async throws -> Caller {
         if let header = request.headers[.authorization] {
             guard header.hasPrefix("Bearer ") else { throw APIError.unauthorized }
             let secret = String(header.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
             guard let (key, cached) = try await apiKey(secret) else { throw APIError.unauthorized }
-            caller = Caller(user: key.user, key: key.id)
-            revocationMarker = cached ? APIKeyCache.revocationMarker(user: key.user, key: key.id) : nil
-        } else if let token = request.cookies[SessionStore.cookieName]?.value, let session = try await sessions.find(token) {
+            return Caller(user: key.user, key: key.id, revocationMarker: cached ? APIKeyCache.revocationMarker(user: key.user, key: key.id) : nil)
+        }
+        if let token = request.cookies[SessionStore.cookieName]?.value, let session = try await sessions.find(token) {
             if ![.get, .head].contains(request.method) {
                 guard let given = request.headers[.init("X-CSRF-Token")!], constantTimeEqual(given, session.csrfToken) else {
                     throw APIError(.forbidden, code: "csrf_token_invalid", message: "Send the session's CSRF token as 'X-CSRF-Token'.")
                 }
             }
-            caller = Caller(user: session.user, key: nil)
-        } else {
-            throw APIError.unauthorized
+            return Caller(user: session.user, key: nil)
         }
+        throw APIError.unauthorized
+    }
+
+    /// Counts a request against the caller's rate limits (a 429 past them) and, for a key
+    /// taken from the cache, checks in the same round trip that it was not revoked (a 401).
+    func admit(_ caller: Caller) async throws {
         let limiter = RateLimiter(
             redis: redis,
             perKey: .init(perMinute: configuration.requestsPerMinutePerKey, burst: configuration.rateLimitBurst),
             perUser: .init(perMinute: configuration.requestsPerMinutePerUser, burst: configuration.rateLimitBurst))
         do {
-            RequestScope.current?.record(try await limiter.admit(key: caller.key, user: caller.user.tenant, revocationMarker: revocationMarker))
+            RequestScope.current?.record(try await limiter.admit(key: caller.key, user: caller.user.tenant, revocationMarker: caller.revocationMarker))
         } catch let refusal as RateLimitRefusal {
             throw APIError.rateLimited(refusal, unit: "requests")
         } catch is KeyRevoked {
             if let key = caller.key { keyCache.remove(id: key) }
             throw APIError.unauthorized
         }
-        return caller
     }
 
     /// The API key with this secret, from the cache (`cached`) or from PostgreSQL.
@@ -207,6 +236,15 @@ public struct API: Sendable {
 struct Caller: Sendable {
     let user: UserID
     let key: UUID?
+    /// For a key taken from `APIKeyCache`: the marker that says it was revoked since.
+    var revocationMarker: String?
+    /// The count of the request against the caller's limits, if it runs in the background.
+    var admission: Task<Void, any Error>?
+
+    /// Waits for the request's count (`API.identifyCounting`); throws its refusal.
+    func admitted() async throws {
+        try await admission?.value
+    }
 }
 
 struct ModelList: Encodable {

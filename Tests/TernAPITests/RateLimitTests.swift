@@ -60,6 +60,29 @@ import TernTestSupport
         }
     }
 
+    @Test func aBadGenerationRequestStillCountsAgainstTheLimit() async throws {
+        try await TestServices.withStore { store in
+            let user = try await store.ensureUser(email: TestServices.uniqueName("limited") + "@test")
+            let key = try await store.createAPIKey(for: user, name: "limited").secret
+            var configuration = API.Configuration()
+            configuration.requestsPerMinutePerKey = 1
+            configuration.requestsPerMinutePerUser = nil
+            configuration.rateLimitBurst = 2
+            try await TestServices.withRedis { (redis: RedisClient) async throws in
+                try await Application(router: testAPI(store, redis, configuration: configuration).api.router()).test(.router) { client in
+                    var statuses: [HTTPResponse.Status] = []
+                    for uri in ["/v1/chat/completions", "/v1/embeddings", "/v1/jobs"] {
+                        try await client.execute(
+                            uri: uri, method: .post, headers: [.authorization: "Bearer \(key)", .contentType: "application/json"],
+                            body: ByteBuffer(string: "{}")
+                        ) { statuses.append($0.status) }
+                    }
+                    #expect(statuses == [.badRequest, .badRequest, .tooManyRequests])
+                }
+            }
+        }
+    }
+
     @Test func aKeysTokensAMinuteAreReservedAcrossInstances() async throws {
         try await TestServices.withStore { store in
             let user = try await store.ensureUser(email: TestServices.uniqueName("tokens") + "@test")
