@@ -102,5 +102,40 @@ enum Migrations {
             // Usage counts jobs cancelled after some output too.
             "CREATE INDEX jobs_user_billed ON jobs (user_id, finished_at) WHERE status IN ('completed', 'cancelled')",
         ]),
+        // Documents as uploaded, ingested into chunks with embeddings and a full-text vector.
+        (4, "documents and their chunks for retrieval", [
+            """
+            ALTER TABLE documents
+                ADD COLUMN source text NOT NULL DEFAULT '',
+                ADD COLUMN format text NOT NULL DEFAULT 'text' CHECK (format IN ('text', 'markdown', 'html')),
+                ADD COLUMN content text NOT NULL DEFAULT '',
+                ADD COLUMN content_hash bytea NOT NULL DEFAULT '',
+                ADD COLUMN status text NOT NULL DEFAULT 'processing' CHECK (status IN ('processing', 'ready', 'failed')),
+                ADD COLUMN chunk_count int NOT NULL DEFAULT 0,
+                ADD COLUMN error text,
+                ADD COLUMN job_id uuid,
+                ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now()
+            """,
+            "CREATE UNIQUE INDEX documents_user_content ON documents (user_id, content_hash)",
+            "CREATE INDEX documents_user_recent ON documents (user_id, created_at DESC, id)",
+            """
+            ALTER TABLE chunks
+                ADD COLUMN heading text NOT NULL DEFAULT '',
+                ADD COLUMN tokens int NOT NULL DEFAULT 0,
+                ADD COLUMN search tsvector GENERATED ALWAYS AS (to_tsvector('english', heading || ' ' || content)) STORED
+            """,
+            "CREATE INDEX chunks_search ON chunks USING gin (search)",
+            "CREATE UNIQUE INDEX chunks_document_position ON chunks (document_id, position)",
+            // Filtered vector searches scan the HNSW index on until they have enough rows that
+            // pass the filter (pgvector 0.8), so a filter does not cost recall. A database the
+            // role does not own keeps pgvector's default (then set it for the role yourself).
+            """
+            DO $$ BEGIN
+                EXECUTE format('ALTER DATABASE %I SET hnsw.iterative_scan = relaxed_order', current_database());
+            EXCEPTION WHEN insufficient_privilege THEN
+                RAISE NOTICE 'hnsw.iterative_scan not set: the role does not own the database';
+            END $$
+            """,
+        ]),
     ]
 }

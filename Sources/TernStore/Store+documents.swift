@@ -1,0 +1,226 @@
+import Crypto
+import Foundation
+import PostgresNIO
+
+/// A document as its owner sees it (never its content in lists).
+public struct StoredDocument: Sendable, Equatable {
+    public let id: UUID
+    public let title: String
+    public let source: String
+    public let format: String
+    public let status: String
+    public let chunkCount: Int
+    public let bytes: Int
+    public let error: String?
+    public let jobID: UUID?
+    public let createdAt: Date
+}
+
+/// One chunk of a document, ready to store.
+public struct NewChunk: Sendable, Equatable {
+    public var position: Int
+    /// The headings above the chunk, outermost first, joined with " > ".
+    public var heading: String
+    public var content: String
+    public var tokens: Int
+    public var embedding: [Float]
+
+    public init(position: Int, heading: String, content: String, tokens: Int, embedding: [Float]) {
+        self.position = position
+        self.heading = heading
+        self.content = content
+        self.tokens = tokens
+        self.embedding = embedding
+    }
+}
+
+/// A chunk found by a search.
+public struct SearchHit: Sendable, Equatable {
+    public let chunkID: Int64
+    public let documentID: UUID
+    public let title: String
+    public let position: Int
+    public let heading: String
+    public let content: String
+    /// Reciprocal rank fusion of the vector and full-text ranks (higher is better).
+    public let score: Double
+    /// Cosine similarity of the chunk to the query vector.
+    public let similarity: Double
+}
+
+/// Which ranks a search fuses.
+public enum SearchMode: String, Sendable, CaseIterable {
+    case hybrid, vector, text
+}
+
+extension Store {
+    static let documentColumns = "id, title, source, format, status, chunk_count, octet_length(content), error, job_id, created_at"
+
+    static func document(_ row: (UUID, String, String, String, String, Int, Int, String?, UUID?, Date)) -> StoredDocument {
+        StoredDocument(
+            id: row.0, title: row.1, source: row.2, format: row.3, status: row.4, chunkCount: row.5, bytes: row.6, error: row.7,
+            jobID: row.8, createdAt: row.9)
+    }
+
+    /// Stores an uploaded document for ingestion, or finds the user's document with the same
+    /// content: `created` says which. Uploading the same content twice is one document.
+    public func createDocument(
+        for user: UserID, title: String, source: String, format: String, content: String, jobID: UUID
+    ) async throws -> (document: StoredDocument, created: Bool) {
+        let hash = ByteBuffer(bytes: SHA256.hash(data: Array(content.utf8)))
+        let rows = try await client.query("""
+            INSERT INTO documents (id, user_id, title, source, format, content, content_hash, job_id)
+            VALUES (\(UUID()), \(user.uuid), \(title), \(source), \(format), \(content), \(hash), \(jobID))
+            ON CONFLICT (user_id, content_hash) DO NOTHING
+            RETURNING \(unescaped: Self.documentColumns)
+            """, logger: logger)
+        for try await row in rows.decode((UUID, String, String, String, String, Int, Int, String?, UUID?, Date).self) {
+            return (Self.document(row), true)
+        }
+        let existing = try await client.query("""
+            SELECT \(unescaped: Self.documentColumns) FROM documents WHERE user_id = \(user.uuid) AND content_hash = \(hash)
+            """, logger: logger)
+        for try await row in existing.decode((UUID, String, String, String, String, Int, Int, String?, UUID?, Date).self) {
+            return (Self.document(row), false)
+        }
+        throw StoreError(.notFound, "the document was neither stored nor found")
+    }
+
+    /// The user's documents, newest first: `limit` of them, after the one `after` if given.
+    public func documents(of user: UserID, limit: Int, after: UUID?) async throws -> [StoredDocument] {
+        let rows = try await client.query("""
+            SELECT \(unescaped: Self.documentColumns) FROM documents
+            WHERE user_id = \(user.uuid) AND (\(after)::uuid IS NULL OR (created_at, id) < (
+                SELECT created_at, id FROM documents WHERE id = \(after) AND user_id = \(user.uuid)))
+            ORDER BY created_at DESC, id DESC LIMIT \(limit)
+            """, logger: logger)
+        var result: [StoredDocument] = []
+        for try await row in rows.decode((UUID, String, String, String, String, Int, Int, String?, UUID?, Date).self) {
+            result.append(Self.document(row))
+        }
+        return result
+    }
+
+    /// One of the user's documents, or `nil`.
+    public func document(_ id: UUID, of user: UserID) async throws -> StoredDocument? {
+        let rows = try await client.query("""
+            SELECT \(unescaped: Self.documentColumns) FROM documents WHERE id = \(id) AND user_id = \(user.uuid)
+            """, logger: logger)
+        for try await row in rows.decode((UUID, String, String, String, String, Int, Int, String?, UUID?, Date).self) {
+            return Self.document(row)
+        }
+        return nil
+    }
+
+    /// Deletes one of the user's documents with its chunks; returns it (its ingestion job may
+    /// still run), or `nil` if the user has no such document.
+    public func deleteDocument(_ id: UUID, of user: UserID) async throws -> StoredDocument? {
+        let rows = try await client.query("""
+            DELETE FROM documents WHERE id = \(id) AND user_id = \(user.uuid) RETURNING \(unescaped: Self.documentColumns)
+            """, logger: logger)
+        for try await row in rows.decode((UUID, String, String, String, String, Int, Int, String?, UUID?, Date).self) {
+            return Self.document(row)
+        }
+        return nil
+    }
+
+    /// What an ingestion job reads: the document's owner, format and content; `nil` once it is
+    /// deleted.
+    public func documentForIngestion(_ id: UUID) async throws -> (user: UserID, format: String, content: String)? {
+        let rows = try await client.query("SELECT user_id, format, content FROM documents WHERE id = \(id)", logger: logger)
+        for try await (user, format, content) in rows.decode((UUID, String, String).self) { return (UserID(user), format, content) }
+        return nil
+    }
+
+    /// Stores chunks of a document in one statement; chunks already stored (a retried job)
+    /// are kept. Returns how many were new. A deleted document stores nothing.
+    @discardableResult
+    public func storeChunks(_ chunks: [NewChunk], of document: UUID) async throws -> Int {
+        guard !chunks.isEmpty else { return 0 }
+        var sql = "INSERT INTO chunks (document_id, position, heading, content, tokens, embedding) SELECT v.* FROM (VALUES "
+        var binds = PostgresBindings(capacity: chunks.count * 6)
+        for (index, chunk) in chunks.enumerated() {
+            let base = index * 6
+            sql += (index == 0 ? "" : ", ") + "($\(base + 1)::uuid, $\(base + 2)::int, $\(base + 3)::text, $\(base + 4)::text, $\(base + 5)::int, $\(base + 6)::vector)"
+            binds.append(document)
+            binds.append(chunk.position)
+            binds.append(chunk.heading)
+            binds.append(chunk.content)
+            binds.append(chunk.tokens)
+            binds.append(PGVector(chunk.embedding))
+        }
+        sql += ") AS v (document_id, position, heading, content, tokens, embedding) JOIN documents d ON d.id = v.document_id"
+        sql += " ON CONFLICT (document_id, position) DO NOTHING RETURNING position"
+        let result = try await client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)
+        var count = 0
+        for try await _ in result { count += 1 }
+        return count
+    }
+
+    /// Marks a document's ingestion finished: `ready` with its chunk count, or `failed` with
+    /// a reason safe to show its owner.
+    public func finishIngestion(of document: UUID, error: String? = nil) async throws {
+        try await client.query("""
+            UPDATE documents SET status = \(error == nil ? "ready" : "failed"), error = \(error), updated_at = now(),
+                chunk_count = (SELECT count(*) FROM chunks WHERE document_id = \(document))
+            WHERE id = \(document)
+            """, logger: logger)
+    }
+
+    /// The user's chunks that best match a query, in one statement: the vector ranks (cosine
+    /// distance to `embedding`, through the HNSW index, which pgvector's iterative scan keeps
+    /// searching until enough of the user's chunks are found) and the full-text ranks of
+    /// `text` are fused by reciprocal rank (k = 60) over the top `candidates` of each. The
+    /// owner filter is part of the query: only the user's documents (or the listed ones among
+    /// them) are joined. `exact` turns the indexes off (a sequential scan: the reference
+    /// answer for recall).
+    public func search(
+        user: UserID, text: String, embedding: [Float]?, mode: SearchMode = .hybrid, documents: [UUID]? = nil, limit: Int = 10,
+        candidates: Int = 40, exact: Bool = false
+    ) async throws -> [SearchHit] {
+        let useVector = mode != .text && embedding != nil
+        let useText = mode != .vector && !text.isEmpty
+        let vector = PGVector(embedding ?? [])
+        let query: PostgresQuery = """
+            WITH owned AS (
+                SELECT id FROM documents WHERE user_id = \(user.uuid) AND (\(documents)::uuid[] IS NULL OR id = ANY(\(documents)))
+            ), nearest AS (
+                SELECT c.id, c.embedding <=> \(vector)::vector AS distance
+                FROM chunks c JOIN owned d ON d.id = c.document_id
+                WHERE \(useVector) AND c.embedding IS NOT NULL
+                ORDER BY c.embedding <=> \(vector)::vector LIMIT \(candidates)
+            ), vector_ranks AS (
+                SELECT id, row_number() OVER (ORDER BY distance, id) AS rank FROM nearest
+            ), text_ranks AS (
+                SELECT c.id, row_number() OVER (ORDER BY ts_rank_cd(c.search, q) DESC, c.id) AS rank
+                FROM chunks c JOIN owned d ON d.id = c.document_id, websearch_to_tsquery('english', \(text)) q
+                WHERE \(useText) AND c.search @@ q
+                ORDER BY ts_rank_cd(c.search, q) DESC, c.id LIMIT \(candidates)
+            ), fused AS (
+                SELECT id, sum(1.0 / (60 + rank))::float8 AS score
+                FROM (SELECT * FROM vector_ranks UNION ALL SELECT * FROM text_ranks) ranks GROUP BY id
+            )
+            SELECT c.id, c.document_id, d.title, c.position, c.heading, c.content, f.score,
+                CASE WHEN \(useVector) THEN (1 - (c.embedding <=> \(vector)::vector))::float8 ELSE 0 END
+            FROM fused f JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
+            ORDER BY f.score DESC, c.id LIMIT \(limit)
+            """
+        func read(_ rows: PostgresRowSequence) async throws -> [SearchHit] {
+            var hits: [SearchHit] = []
+            for try await (id, document, title, position, heading, content, score, similarity) in rows.decode(
+                (Int64, UUID, String, Int, String, String, Double, Double).self)
+            {
+                hits.append(SearchHit(
+                    chunkID: id, documentID: document, title: title, position: position, heading: heading, content: content, score: score,
+                    similarity: similarity))
+            }
+            return hits
+        }
+        guard exact else { return try await read(client.query(query, logger: logger)) }
+        return try await client.withTransaction(logger: logger) { connection in
+            try await connection.query("SET LOCAL enable_indexscan = off", logger: logger)
+            try await connection.query("SET LOCAL enable_bitmapscan = off", logger: logger)
+            return try await read(connection.query(query, logger: logger))
+        }
+    }
+}
