@@ -60,3 +60,42 @@ public struct Embeddings: Sendable, Equatable {
         promptTokens = fields["prompt_tokens"].flatMap(Int.init) ?? 0
     }
 }
+
+/// How an embedding job ended, read from one of its events; `nil` for an event that does not
+/// end it.
+public enum EmbeddingOutcome: Sendable, Equatable {
+    case vectors(Embeddings)
+    case failed(code: String, message: String)
+    case cancelled
+    /// `completed` without an `embeddings` event before it.
+    case noVectors
+
+    public init?(event fields: [String: String]) {
+        switch fields["type"] {
+        case "embeddings":
+            guard let embeddings = Embeddings(fields: fields) else { return nil }
+            self = .vectors(embeddings)
+        case "error": self = .failed(code: fields["code"] ?? "upstream_error", message: fields["message"] ?? "The embedding failed.")
+        case "cancelled": self = .cancelled
+        case "completed": self = .noVectors
+        default: return nil
+        }
+    }
+}
+
+/// What the API puts on the queue for an uploaded document: the document to parse, chunk,
+/// embed with `model` and store.
+public struct DocumentIngestJob: Codable, Sendable, Equatable {
+    public static let type = "document.ingest"
+
+    public var documentID: UUID
+    public var userID: UUID
+    /// The public name of the embedding model.
+    public var model: String
+
+    public init(documentID: UUID, userID: UUID, model: String) {
+        self.documentID = documentID
+        self.userID = userID
+        self.model = model
+    }
+}

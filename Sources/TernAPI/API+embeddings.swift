@@ -74,42 +74,12 @@ extension API {
             guard configuration.embeddingModels.contains(body.model) else {
                 throw APIError(.notFound, code: "model_not_found", message: "The embedding model '\(body.model.prefix(100))' does not exist.", param: "model")
             }
-            let texts = try validated(body)
-            let estimate = texts.reduce(0) { $0 + $1.utf8.count } / 4 + 1
-            return (body, try await admitting(estimate, for: caller, on: embeddingQueue) { buckets in
-                let jobID = JobID()
-                try await store.createJob(user: user, apiKey: caller.key, jobID: jobID.uuid, kind: EmbeddingJob.type, model: body.model)
-                let job = EmbeddingJob(userID: user.uuid, model: body.model, inputs: texts, tokenBuckets: buckets, reservedTokens: estimate)
-                try await enqueue(on: embeddingQueue, NewJob(
-                    id: jobID, type: EmbeddingJob.type, tenant: user.tenant, payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self),
-                    lane: .interactive, provider: body.model))
-                return jobID
-            })
+            return (body, try await enqueueEmbedding(of: try validated(body), model: body.model, for: caller))
         }
         let base64 = body.encoding_format == "base64"
         logger.info("embedding job enqueued", metadata: ["job": "\(jobID)", "user": "\(user)", "inputs": "\(body.input.texts.count)"])
 
-        var result: Result<Embeddings, APIError>?
-        let deadline = ContinuousClock.now + configuration.answerTimeout
-        try await followEntries(jobID, in: embeddingEvents) { entry in
-            switch entry.type {
-            case "embeddings":
-                guard let embeddings = Embeddings(fields: entry.fields) else { return true }
-                result = .success(embeddings)
-            case "error":
-                result = .failure(APIError(.badGateway, type: "server_error", code: entry.fields["code"] ?? "upstream_error",
-                                           message: entry.fields["message"] ?? "The embedding failed."))
-            case "cancelled": result = .failure(.cancelled)
-            case "completed": break  // ended without its vectors: answered below
-            default: return true
-            }
-            return false
-        } onIdle: {
-            if ContinuousClock.now > deadline {
-                throw APIError.noAnswer(within: configuration.answerTimeout)
-            }
-        }
-        guard let embeddings = try result?.get() else { throw APIError(.internalServerError, type: "server_error", code: "internal_error", message: "The job ended without vectors.") }
+        let embeddings = try await embeddingsOf(jobID)
         let items = embeddings.vectors.enumerated().map { index, vector in
             EmbeddingList.Item(index: index, embedding: base64 ? .base64(Embeddings.base64(vector)) : .floats(vector))
         }
@@ -118,6 +88,39 @@ extension API {
         return try json(EmbeddingList(
             data: items, model: body.model,
             usage: .init(prompt_tokens: embeddings.promptTokens, total_tokens: embeddings.promptTokens)), headers: headers)
+    }
+
+    /// Admits (`admitting`) and enqueues an embedding job for `texts`, stored as the caller's.
+    func enqueueEmbedding(of texts: [String], model: String, for caller: Caller) async throws -> JobID {
+        let estimate = texts.reduce(0) { $0 + $1.utf8.count } / 4 + 1
+        return try await admitting(estimate, for: caller, on: embeddingQueue) { buckets in
+            let jobID = JobID()
+            try await store.createJob(user: caller.user, apiKey: caller.key, jobID: jobID.uuid, kind: EmbeddingJob.type, model: model)
+            let job = EmbeddingJob(userID: caller.user.uuid, model: model, inputs: texts, tokenBuckets: buckets, reservedTokens: estimate)
+            try await enqueue(on: embeddingQueue, NewJob(
+                id: jobID, type: EmbeddingJob.type, tenant: caller.user.tenant, payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self),
+                lane: .interactive, provider: model))
+            return jobID
+        }
+    }
+
+    /// Waits for an embedding job's vectors (or its failure, as an API error).
+    func embeddingsOf(_ jobID: JobID) async throws -> Embeddings {
+        var outcome: EmbeddingOutcome?
+        let deadline = ContinuousClock.now + configuration.answerTimeout
+        try await followEntries(jobID, in: embeddingEvents) { entry in
+            outcome = EmbeddingOutcome(event: entry.fields)
+            return outcome == nil
+        } onIdle: {
+            if ContinuousClock.now > deadline { throw APIError.noAnswer(within: configuration.answerTimeout) }
+        }
+        switch outcome {
+        case .vectors(let embeddings): return embeddings
+        case .failed(let code, let message): throw APIError(.badGateway, type: "server_error", code: code, message: message)
+        case .cancelled: throw APIError.cancelled
+        case .noVectors, nil:
+            throw APIError(.internalServerError, type: "server_error", code: "internal_error", message: "The job ended without vectors.")
+        }
     }
 
     /// The request's texts, checked against the limits.

@@ -115,6 +115,7 @@ public struct API: Sendable {
         addKeyRoutes(to: router)
         addUsageRoutes(to: router)
         addConversationRoutes(to: router)
+        addDocumentRoutes(to: router)
         WebAssets.add(to: router)
         OpenAPIDocument.add(to: router, chatModels: configuration.models, embeddingModels: configuration.embeddingModels)
         return router

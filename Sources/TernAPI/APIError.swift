@@ -83,6 +83,11 @@ public struct APIError: Error, HTTPResponseError, Sendable {
 
     static let conversationNotFound = APIError(.notFound, code: "conversation_not_found", message: "No such conversation.")
 
+    static let documentNotFound = APIError(.notFound, code: "document_not_found", message: "No such document.")
+
+    static let noEmbeddingModel = APIError(
+        .serviceUnavailable, type: "server_error", code: "no_embedding_model", message: "No embedding model is configured, so documents cannot be searched.")
+
     static let unauthorized = APIError(
         .unauthorized, code: "invalid_api_key",
         message: "Missing or invalid API key. Send it as 'Authorization: Bearer <key>'.")

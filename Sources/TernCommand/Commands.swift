@@ -100,12 +100,15 @@ struct WorkerCommand: AsyncParsableCommand {
         let chat = ChatJobHandler(
             queue: queue, events: JobEvents(queue: queue), store: Store(client: postgres, logger: logger),
             routes: try routes(catalogue.chat), budget: TokenBudget(redis: redis), logger: logger)
-        let worker = JobWorker(configuration: configuration, queue: queue, handlers: [ChatJob.type: chat], logger: logger)
-        var services: [any Service] = [postgres, redis, worker]
+        var handlers: [String: any JobHandler] = [ChatJob.type: chat]
+        var services: [any Service] = [postgres, redis]
         // Embedding jobs have a queue of their own, claimed in batches: one upstream request
-        // (and one of the model's slots) per batch.
+        // (and one of the model's slots) per batch. Documents are ingested through it.
         if !catalogue.embedding.isEmpty {
             let embeddingQueue = try environment.embeddingQueue(redis)
+            handlers[DocumentIngestJob.type] = IngestionJobHandler(
+                events: JobEvents(queue: queue), store: Store(client: postgres, logger: logger), embeddingQueue: embeddingQueue,
+                embeddingEvents: JobEvents(queue: embeddingQueue), logger: logger)
             try await embeddingQueue.setLimits(of: catalogue.embedding)
             var batches = JobWorker.Configuration()
             batches.name = configuration.name + "-embeddings"
@@ -116,6 +119,7 @@ struct WorkerCommand: AsyncParsableCommand {
                 routes: try routes(catalogue.embedding), budget: TokenBudget(redis: redis), logger: logger)
             services.append(JobWorker(configuration: batches, queue: embeddingQueue, handlers: [EmbeddingJob.type: handler], logger: logger))
         }
+        services.append(JobWorker(configuration: configuration, queue: queue, handlers: handlers, logger: logger))
         let metricsPort = try environment.int("TERN_WORKER_METRICS_PORT", default: 0)
         if metricsPort > 0 {
             services.append(ProcessMetrics.server(

@@ -54,6 +54,9 @@ public enum SearchMode: String, Sendable, CaseIterable {
 }
 
 extension Store {
+    /// The dimensions of the stored embeddings (the schema's `vector(384)`: all-MiniLM-L6-v2).
+    public static let embeddingDimensions = 384
+
     static let documentColumns = "id, title, source, format, status, chunk_count, octet_length(content), error, job_id, created_at"
 
     static func document(_ row: (UUID, String, String, String, String, Int, Int, String?, UUID?, Date)) -> StoredDocument {
@@ -180,7 +183,7 @@ extension Store {
     ) async throws -> [SearchHit] {
         let useVector = mode != .text && embedding != nil
         let useText = mode != .vector && !text.isEmpty
-        let vector = PGVector(embedding ?? [])
+        let vector = embedding.map(PGVector.init)
         let query: PostgresQuery = """
             WITH owned AS (
                 SELECT id FROM documents WHERE user_id = \(user.uuid) AND (\(documents)::uuid[] IS NULL OR id = ANY(\(documents)))
@@ -222,5 +225,14 @@ extension Store {
             try await connection.query("SET LOCAL enable_bitmapscan = off", logger: logger)
             return try await read(connection.query(query, logger: logger))
         }
+    }
+}
+
+extension Store {
+    /// How many chunks of a document are stored (a retried ingestion goes on from there).
+    public func storedChunkCount(of document: UUID) async throws -> Int {
+        let rows = try await client.query("SELECT count(*)::int FROM chunks WHERE document_id = \(document)", logger: logger)
+        for try await count in rows.decode(Int.self) { return count }
+        return 0
     }
 }

@@ -1,0 +1,207 @@
+import Foundation
+import Hummingbird
+import Logging
+import TernAI
+import TernQueue
+import TernStore
+
+/// A document as the documents API shows it.
+struct DocumentObject: Encodable {
+    let id: String
+    var object = "document"
+    let title: String
+    let source: String
+    let format: String
+    /// processing, ready or failed.
+    let status: String
+    let bytes: Int
+    let chunks: Int
+    let error: String?
+    let created_at: Int
+    /// The ingestion job, whose events report progress (chunks done of total).
+    let job_id: String?
+    let events_url: String?
+
+    init(_ document: StoredDocument) {
+        id = document.id.uuidString.lowercased()
+        title = document.title
+        source = document.source
+        format = document.format
+        status = document.status
+        bytes = document.bytes
+        chunks = document.chunkCount
+        error = document.error
+        created_at = Int(document.createdAt.timeIntervalSince1970)
+        job_id = document.jobID.map { JobID($0).rawValue }
+        events_url = job_id.map { "/v1/jobs/\($0)/events" }
+    }
+}
+
+struct DocumentPage: Encodable {
+    var object = "list"
+    let data: [DocumentObject]
+    let has_more: Bool
+    let last_id: String?
+}
+
+/// `POST /v1/documents`: the text of a document and how to read it.
+struct DocumentUpload: Decodable {
+    let content: String
+    /// text, markdown or html (default: text).
+    let format: String?
+    let title: String?
+    /// Where the document came from (a file name, a URL), shown back as given.
+    let source: String?
+}
+
+/// `POST /v1/search`.
+struct SearchRequest: Decodable {
+    let query: String?
+    /// The query's vector, if the caller has it; otherwise `query` is embedded.
+    let embedding: [Float]?
+    /// hybrid (default), vector or text.
+    let mode: String?
+    /// Only these of the caller's documents.
+    let documents: [String]?
+    let top_k: Int?
+}
+
+struct SearchResults: Encodable {
+    struct Hit: Encodable {
+        let document_id: String
+        let title: String
+        let chunk_id: Int64
+        let position: Int
+        let heading: String
+        let text: String
+        let score: Double
+        let similarity: Double
+    }
+
+    var object = "list"
+    let data: [Hit]
+    let mode: String
+}
+
+extension API {
+    /// Documents (upload, list, read, delete) and search over their chunks, the caller's only:
+    /// another user's document is a 404 and never a search hit.
+    func addDocumentRoutes(to router: Router<BasicRequestContext>) {
+        router.post("/v1/documents") { request, _ in try await uploadDocument(request) }
+        router.get("/v1/documents") { request, _ in
+            let user = try await authenticate(request).user
+            let limit = request.uri.queryParameters.get("limit").map { Int($0) } ?? 20
+            guard let limit, (1...100).contains(limit) else { throw APIError.invalid("limit must be 1 to 100.", param: "limit") }
+            let after = try request.uri.queryParameters.get("after").map { text in
+                guard let id = UUID(uuidString: text) else { throw APIError.invalid("after must be a document id.", param: "after") }
+                return id
+            }
+            let page = try await store.documents(of: user, limit: limit + 1, after: after)
+            let shown = page.prefix(limit).map(DocumentObject.init)
+            return try json(DocumentPage(data: Array(shown), has_more: page.count > limit, last_id: shown.last?.id))
+        }
+        router.get("/v1/documents/:id") { request, context in
+            let user = try await authenticate(request).user
+            guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)), let document = try await store.document(id, of: user) else {
+                throw APIError.documentNotFound
+            }
+            return try json(DocumentObject(document))
+        }
+        router.delete("/v1/documents/:id") { request, context in
+            let user = try await authenticate(request).user
+            guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)), let document = try await store.deleteDocument(id, of: user) else {
+                throw APIError.documentNotFound
+            }
+            // Its chunks went with it; an ingestion still running stops.
+            if document.status == "processing", let job = document.jobID { _ = try? await queue.cancel(JobID(job)) }
+            logger.info("document deleted", metadata: ["document": "\(id)", "user": "\(user)"])
+            return try json(DocumentObject(document))
+        }
+        router.post("/v1/search") { request, _ in try await search(request) }
+    }
+
+    private func uploadDocument(_ request: Request) async throws -> Response {
+        let caller = try await identifyCounting(request)
+        return try await whileCounted(caller) {
+            let upload = try await decodeBody(DocumentUpload.self, of: request, what: "document")
+            guard let model = configuration.embeddingModels.first else { throw APIError.noEmbeddingModel }
+            let format = upload.format ?? "text"
+            guard DocumentChunker.formats.contains(format) else {
+                throw APIError.invalid("'format' must be one of \(DocumentChunker.formats.joined(separator: ", ")).", param: "format")
+            }
+            let content = upload.content.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !content.isEmpty else { throw APIError.invalid("'content' is empty.", param: "content") }
+            let title = (upload.title ?? Self.title(of: content)).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard (1...200).contains(title.count) else { throw APIError.invalid("A document needs a title of 1 to 200 characters.", param: "title") }
+            let source = upload.source ?? ""
+            guard source.count <= 1000 else { throw APIError.invalid("'source' may hold at most 1000 characters.", param: "source") }
+            return try await admitting(0, for: caller, on: queue) { _ in
+                let jobID = JobID()
+                let (document, created) = try await store.createDocument(
+                    for: caller.user, title: title, source: source, format: format, content: content, jobID: jobID.uuid)
+                guard created else { return try json(DocumentObject(document)) }
+                let payload = DocumentIngestJob(documentID: document.id, userID: caller.user.uuid, model: model)
+                do {
+                    _ = try await queue.enqueue(NewJob(
+                        id: jobID, type: DocumentIngestJob.type, tenant: caller.user.tenant,
+                        payload: String(decoding: try JSONEncoder().encode(payload), as: UTF8.self), lane: .batch))
+                } catch {
+                    // Not enqueued: the upload did not happen.
+                    _ = try? await store.deleteDocument(document.id, of: caller.user)
+                    throw error.isBacklogFull ? APIError.queueFull : error
+                }
+                logger.info("document uploaded", metadata: ["document": "\(document.id)", "user": "\(caller.user)", "bytes": "\(document.bytes)"])
+                return try json(DocumentObject(document), status: .accepted, headers: [.location: "/v1/documents/\(DocumentObject(document).id)"])
+            }
+        }
+    }
+
+    /// A title from the content: its first line, without Markdown's heading marks.
+    static func title(of content: String) -> String {
+        let line = content.prefix { !$0.isNewline }.trimmingCharacters(in: .whitespaces.union(CharacterSet(charactersIn: "#")))
+        return String(line.prefix(80))
+    }
+
+    private func search(_ request: Request) async throws -> Response {
+        let caller = try await identifyCounting(request)
+        return try await whileCounted(caller) {
+            let body = try await decodeBody(SearchRequest.self, of: request, what: "search")
+            guard let mode = SearchMode(rawValue: body.mode ?? "hybrid") else {
+                throw APIError.invalid("'mode' must be hybrid, vector or text.", param: "mode")
+            }
+            let limit = body.top_k ?? 10
+            guard (1...50).contains(limit) else { throw APIError.invalid("'top_k' must be 1 to 50.", param: "top_k") }
+            let query = body.query ?? ""
+            guard query.count <= configuration.limits.maximumPromptCharacters else {
+                throw APIError(.contentTooLarge, code: "prompt_too_large", message: "The query is too long.", param: "query")
+            }
+            guard !query.isEmpty || (mode == .vector && body.embedding != nil) else {
+                throw APIError.invalid("Give a 'query' (and, for mode vector, it or an 'embedding').", param: "query")
+            }
+            if let embedding = body.embedding, embedding.count != Store.embeddingDimensions || !embedding.allSatisfy(\.isFinite) {
+                throw APIError.invalid("'embedding' must hold \(Store.embeddingDimensions) finite numbers.", param: "embedding")
+            }
+            let documents = try body.documents.map { ids in
+                guard ids.count <= 1000 else { throw APIError.invalid("'documents' may list at most 1000 ids.", param: "documents") }
+                return try ids.map { text in
+                    guard let id = UUID(uuidString: text) else { throw APIError.invalid("'documents' must hold document ids.", param: "documents") }
+                    return id
+                }
+            }
+            var embedding = body.embedding
+            if embedding == nil, mode != .text {
+                // The query is embedded by a worker, as any embedding request is.
+                guard let model = configuration.embeddingModels.first else { throw APIError.noEmbeddingModel }
+                embedding = try await embeddingsOf(try await enqueueEmbedding(of: [query], model: model, for: caller)).vectors.first
+            } else {
+                try await caller.admitted()
+            }
+            let hits = try await store.search(user: caller.user, text: query, embedding: embedding, mode: mode, documents: documents, limit: limit)
+            return try json(SearchResults(data: hits.map {
+                .init(
+                    document_id: $0.documentID.uuidString.lowercased(), title: $0.title, chunk_id: $0.chunkID, position: $0.position,
+                    heading: $0.heading, text: $0.content, score: $0.score, similarity: $0.similarity)
+            }, mode: mode.rawValue))
+        }
+    }
+}
