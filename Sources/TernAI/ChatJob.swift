@@ -16,10 +16,12 @@ public struct ChatJob: Codable, Sendable, Equatable {
     /// and the tokens reserved in them: the worker settles them with the real count.
     public var tokenBuckets: [String: Int]?
     public var reservedTokens: Int?
+    /// The owner's documents to answer from: `[]` for all of them, `nil` for none.
+    public var documents: [UUID]?
 
     public init(
         userID: UUID, conversationID: UUID, model: String, messages: [ChatMessage], options: GenerationOptions,
-        tokenBuckets: [String: Int]? = nil, reservedTokens: Int? = nil
+        tokenBuckets: [String: Int]? = nil, reservedTokens: Int? = nil, documents: [UUID]? = nil
     ) {
         self.userID = userID
         self.conversationID = conversationID
@@ -28,6 +30,54 @@ public struct ChatJob: Codable, Sendable, Equatable {
         self.options = options
         self.tokenBuckets = tokenBuckets
         self.reservedTokens = reservedTokens
+        self.documents = documents
+    }
+}
+
+/// A source an answer was given from: a chunk of one of the owner's documents, numbered as
+/// the prompt numbered it (`[1]`, `[2]`, ...).
+public struct Citation: Codable, Sendable, Equatable {
+    public var index: Int
+    public var document_id: String
+    public var chunk_id: Int64
+    public var title: String
+    public var heading: String
+    /// The chunk's first 300 characters.
+    public var snippet: String
+
+    public init(index: Int, documentID: UUID, chunkID: Int64, title: String, heading: String, text: String) {
+        self.index = index
+        document_id = documentID.uuidString.lowercased()
+        chunk_id = chunkID
+        self.title = title
+        self.heading = heading
+        snippet = text.count > 300 ? String(text.prefix(300)) + "…" : text
+    }
+
+    /// The citations as JSON text (for an event field or a stored message).
+    public static func json(_ citations: [Citation]) -> String {
+        String(decoding: (try? JSONEncoder().encode(citations)) ?? Data("[]".utf8), as: UTF8.self)
+    }
+
+    public static func decode(_ text: String) -> [Citation]? {
+        try? JSONDecoder().decode([Citation].self, from: Data(text.utf8))
+    }
+}
+
+/// Answering from documents: the retrieved chunks become numbered sources in a system message
+/// before the conversation, and the answer cites them by number.
+public enum SourcesPrompt {
+    /// `messages` with the sources first; the model's own system prompt (if any) stays first.
+    public static func messages(_ messages: [ChatMessage], sources: [(citation: Citation, text: String)]) -> [ChatMessage] {
+        var text = "Answer from the numbered sources below, citing them like [1]. If they do not hold the answer, say so.\n"
+        if sources.isEmpty { text += "\n(No source matched the question.)\n" }
+        for source in sources {
+            let place = source.citation.heading.isEmpty ? source.citation.title : source.citation.title + " > " + source.citation.heading
+            text += "\n[\(source.citation.index)] \(place)\n\(source.text)\n"
+        }
+        let system = ChatMessage(role: "system", content: text)
+        let leading = messages.prefix { $0.role == "system" }
+        return Array(leading) + [system] + messages.dropFirst(leading.count)
     }
 }
 
@@ -43,6 +93,8 @@ public enum ChatEvent: Sendable, Equatable {
     case failed(code: String, message: String)
     /// The job was cancelled (written by the queue).
     case cancelled
+    /// The sources the answer is given from (before its first token).
+    case sources([Citation])
 
     /// The stream entry's fields.
     public var fields: KeyValuePairs<String, String> {
@@ -53,6 +105,7 @@ public enum ChatEvent: Sendable, Equatable {
             ["type": "done", "finish_reason": reason, "prompt_tokens": String(prompt), "completion_tokens": String(completion)]
         case .failed(let code, let message): ["type": "error", "code": code, "message": message]
         case .cancelled: ["type": "cancelled"]
+        case .sources(let citations): ["type": "sources", "citations": Citation.json(citations)]
         }
     }
 
@@ -68,6 +121,7 @@ public enum ChatEvent: Sendable, Equatable {
                 completionTokens: Int(fields["completion_tokens"] ?? "") ?? 0)
         case "error": self = .failed(code: fields["code"] ?? "internal_error", message: fields["message"] ?? "generation failed")
         case "cancelled": self = .cancelled
+        case "sources": self = .sources(Citation.decode(fields["citations"] ?? "") ?? [])
         default: return nil
         }
     }

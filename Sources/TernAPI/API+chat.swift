@@ -64,6 +64,7 @@ extension API {
             throw APIError(.notFound, code: "model_not_found", message: "The model '\(chat.model.prefix(100))' does not exist.", param: "model")
         }
         let (messages, options) = try chat.validated(limits: configuration.limits)
+        if chat.documents != nil, configuration.embeddingModels.isEmpty { throw APIError.noEmbeddingModel }
         let user = caller.user
         // The estimate: about four characters a token, plus the longest answer allowed.
         let estimate = messages.estimatedTokens + (options.maxTokens ?? configuration.reservedCompletionTokens)
@@ -73,7 +74,7 @@ extension API {
             let title = String((messages.last { $0.role == "user" }?.content ?? "Chat").prefix(80))
             let job = ChatJob(
                 userID: user.uuid, conversationID: conversationID, model: chat.model, messages: messages, options: options,
-                tokenBuckets: buckets, reservedTokens: estimate)
+                tokenBuckets: buckets, reservedTokens: estimate, documents: chat.documents?.ids)
             let newJob = NewJob(
                 id: jobID, type: ChatJob.type, tenant: user.tenant, payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self),
                 lane: .interactive, provider: chat.model, tokens: options.maxTokens ?? 0)
@@ -165,15 +166,19 @@ extension API {
             OpenStreams.meter.increment()
             defer { OpenStreams.meter.decrement() }
             try await writer.write(format.sse(format.chunk(delta: ["role": "assistant", "content": ""])))
+            var citations: [Citation]?
             do {
                 try await follow(job) { event in
                     switch event {
                     case .started: return true
+                    case .sources(let sources):
+                        citations = sources
+                        return true
                     case .token(let text):
                         try await writer.write(format.sse(format.chunk(delta: ["content": text])))
                         return true
                     case .done(let reason, let prompt, let completion):
-                        try await writer.write(format.sse(format.chunk(delta: [:], finishReason: reason)))
+                        try await writer.write(format.sse(format.chunk(delta: [:], finishReason: reason, citations: citations)))
                         if includeUsage { try await writer.write(format.sse(format.usageChunk(prompt: prompt, completion: completion))) }
                         try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
                         return false
@@ -219,11 +224,15 @@ extension API {
 
     private func answerResponse(job: JobID, format: CompletionFormat, headers: HTTPFields) async throws -> Response {
         var answer = ""
+        var citations: [Citation]?
         var outcome: ChatEvent?
         let deadline = ContinuousClock.now + configuration.answerTimeout
         try await follow(job) { event in
             switch event {
             case .started: return true
+            case .sources(let sources):
+                citations = sources
+                return true
             case .token(let text):
                 answer += text
                 return true
@@ -238,7 +247,7 @@ extension API {
         }
         switch outcome {
         case .done(let reason, let prompt, let completion):
-            return try json(format.completion(answer: answer, finishReason: reason, prompt: prompt, completion: completion), headers: headers)
+            return try json(format.completion(answer: answer, finishReason: reason, prompt: prompt, completion: completion, citations: citations), headers: headers)
         case .failed(let code, let message):
             throw APIError(.badGateway, type: "server_error", code: code, message: message)
         case .cancelled:

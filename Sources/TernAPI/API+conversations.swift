@@ -1,11 +1,14 @@
 import Foundation
 import Hummingbird
+import TernAI
 import TernStore
 
 struct ConversationObject: Encodable {
     struct Message: Encodable {
         let role: String
         let content: String
+        /// An answer's sources, if it was given from documents.
+        var citations: [Citation]?
     }
 
     let id: String
@@ -20,7 +23,7 @@ struct ConversationObject: Encodable {
         title = summary.title
         created_at = Int(summary.createdAt.timeIntervalSince1970)
         updated_at = Int(summary.updatedAt.timeIntervalSince1970)
-        self.messages = messages?.map { Message(role: $0.role, content: $0.content) }
+        self.messages = messages?.map { Message(role: $0.role, content: $0.content, citations: $0.citations.flatMap(Citation.decode)) }
     }
 }
 

@@ -56,7 +56,7 @@ struct DocumentUpload: Decodable {
 
 /// `POST /v1/search`.
 struct SearchRequest: Decodable {
-    let query: String?
+    let query: String
     /// The query's vector, if the caller has it; otherwise `query` is embedded.
     let embedding: [Float]?
     /// hybrid (default), vector or text.
@@ -171,12 +171,10 @@ extension API {
             }
             let limit = body.top_k ?? 10
             guard (1...50).contains(limit) else { throw APIError.invalid("'top_k' must be 1 to 50.", param: "top_k") }
-            let query = body.query ?? ""
+            let query = body.query
+            guard !query.isEmpty else { throw APIError.invalid("'query' is empty.", param: "query") }
             guard query.count <= configuration.limits.maximumPromptCharacters else {
                 throw APIError(.contentTooLarge, code: "prompt_too_large", message: "The query is too long.", param: "query")
-            }
-            guard !query.isEmpty || (mode == .vector && body.embedding != nil) else {
-                throw APIError.invalid("Give a 'query' (and, for mode vector, it or an 'embedding').", param: "query")
             }
             if let embedding = body.embedding, embedding.count != Store.embeddingDimensions || !embedding.allSatisfy(\.isFinite) {
                 throw APIError.invalid("'embedding' must hold \(Store.embeddingDimensions) finite numbers.", param: "embedding")

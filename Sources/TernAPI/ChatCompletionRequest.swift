@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import TernAI
 
@@ -52,6 +53,28 @@ struct ChatCompletionRequest: Decodable {
     let stream_options: StreamOptions?
     /// The caller's own id for its end user (OpenAI's `user`): logged with the job, for abuse reports.
     let user: String?
+    /// Answer from the caller's documents (a Tern extension): `"all"`, or a list of ids.
+    let documents: DocumentScope?
+
+    /// `"all"` (then `ids` is empty) or a list of at most 1000 document ids.
+    struct DocumentScope: Decodable {
+        let ids: [UUID]
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            if let all = try? container.decode(String.self) {
+                guard all == "all" else { throw APIError.invalid("'documents' must be \"all\" or a list of document ids.", param: "documents") }
+                ids = []
+                return
+            }
+            guard let texts = try? container.decode([String].self), (1...1000).contains(texts.count) else {
+                throw APIError.invalid("'documents' must be \"all\" or a list of 1 to 1000 document ids.", param: "documents")
+            }
+            ids = try texts.map { text in
+                guard let id = UUID(uuidString: text) else { throw APIError.invalid("'documents' must hold document ids.", param: "documents") }
+                return id
+            }
+        }
+    }
 }
 
 /// Limits on one chat request.

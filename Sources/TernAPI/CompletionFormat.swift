@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import TernAI
 
 /// Builds OpenAI-format completion objects and chunks for one job.
 struct CompletionFormat: Sendable {
@@ -26,6 +27,8 @@ struct CompletionFormat: Sendable {
         let model: String
         let choices: [Choice]
         let usage: Usage?
+        /// On the last chunk of an answer given from documents: its sources.
+        var citations: [Citation]?
     }
 
     struct Usage: Encodable {
@@ -46,20 +49,22 @@ struct CompletionFormat: Sendable {
         let model: String
         let choices: [Choice]
         let usage: Usage
+        /// For an answer given from documents: its sources.
+        var citations: [Citation]?
     }
 
-    func chunk(delta: [String: String], finishReason: String? = nil) -> Chunk {
-        Chunk(id: id, created: created, model: model, choices: [.init(delta: delta, finish_reason: finishReason)], usage: nil)
+    func chunk(delta: [String: String], finishReason: String? = nil, citations: [Citation]? = nil) -> Chunk {
+        Chunk(id: id, created: created, model: model, choices: [.init(delta: delta, finish_reason: finishReason)], usage: nil, citations: citations)
     }
 
     func usageChunk(prompt: Int, completion: Int) -> Chunk {
         Chunk(id: id, created: created, model: model, choices: [], usage: usage(prompt: prompt, completion: completion))
     }
 
-    func completion(answer: String, finishReason: String, prompt: Int, completion: Int) -> Completion {
+    func completion(answer: String, finishReason: String, prompt: Int, completion: Int, citations: [Citation]?) -> Completion {
         Completion(id: id, created: created, model: model,
                    choices: [.init(message: ["role": "assistant", "content": answer], finish_reason: finishReason)],
-                   usage: usage(prompt: prompt, completion: completion))
+                   usage: usage(prompt: prompt, completion: completion), citations: citations)
     }
 
     private func usage(prompt: Int, completion: Int) -> Usage {

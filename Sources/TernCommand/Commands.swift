@@ -97,17 +97,19 @@ struct WorkerCommand: AsyncParsableCommand {
         func routes(_ models: [ModelCatalogue.Model]) throws -> [ModelRoute] {
             try models.map { model in try ModelRoute(model, httpClient: httpClient) { try environment.withCallSettings($0) } }
         }
-        let chat = ChatJobHandler(
-            queue: queue, events: JobEvents(queue: queue), store: Store(client: postgres, logger: logger),
-            routes: try routes(catalogue.chat), budget: TokenBudget(redis: redis), logger: logger)
-        var handlers: [String: any JobHandler] = [ChatJob.type: chat]
+        let store = Store(client: postgres, logger: logger)
+        var handlers: [String: any JobHandler] = [:]
+        var retriever: DocumentRetriever?
         var services: [any Service] = [postgres, redis]
         // Embedding jobs have a queue of their own, claimed in batches: one upstream request
-        // (and one of the model's slots) per batch. Documents are ingested through it.
-        if !catalogue.embedding.isEmpty {
+        // (and one of the model's slots) per batch. Documents are ingested through it, and
+        // chats with documents embed their question through it.
+        if let embeddingModel = catalogue.embedding.first {
             let embeddingQueue = try environment.embeddingQueue(redis)
+            retriever = DocumentRetriever(
+                store: store, embeddingQueue: embeddingQueue, embeddingEvents: JobEvents(queue: embeddingQueue), model: embeddingModel.name)
             handlers[DocumentIngestJob.type] = IngestionJobHandler(
-                events: JobEvents(queue: queue), store: Store(client: postgres, logger: logger), embeddingQueue: embeddingQueue,
+                events: JobEvents(queue: queue), store: store, embeddingQueue: embeddingQueue,
                 embeddingEvents: JobEvents(queue: embeddingQueue), logger: logger)
             try await embeddingQueue.setLimits(of: catalogue.embedding)
             var batches = JobWorker.Configuration()
@@ -115,10 +117,13 @@ struct WorkerCommand: AsyncParsableCommand {
             batches.concurrency = embeddingSlots
             batches.batchSize = try environment.positive("TERN_EMBEDDING_BATCH", default: 32)
             let handler = EmbeddingJobHandler(
-                events: JobEvents(queue: embeddingQueue), store: Store(client: postgres, logger: logger),
+                events: JobEvents(queue: embeddingQueue), store: store,
                 routes: try routes(catalogue.embedding), budget: TokenBudget(redis: redis), logger: logger)
             services.append(JobWorker(configuration: batches, queue: embeddingQueue, handlers: [EmbeddingJob.type: handler], logger: logger))
         }
+        handlers[ChatJob.type] = ChatJobHandler(
+            queue: queue, events: JobEvents(queue: queue), store: store, routes: try routes(catalogue.chat), budget: TokenBudget(redis: redis),
+            retriever: retriever, logger: logger)
         services.append(JobWorker(configuration: configuration, queue: queue, handlers: handlers, logger: logger))
         let metricsPort = try environment.int("TERN_WORKER_METRICS_PORT", default: 0)
         if metricsPort > 0 {

@@ -137,5 +137,9 @@ enum Migrations {
             END $$
             """,
         ]),
+        // An answer given from documents keeps its sources.
+        (5, "citations of answers", [
+            "ALTER TABLE messages ADD COLUMN citations jsonb",
+        ]),
     ]
 }

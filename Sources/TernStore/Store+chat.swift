@@ -5,9 +5,12 @@ import PostgresNIO
 public struct StoredMessage: Sendable, Equatable {
     public let role: String
     public let content: String
-    public init(role: String, content: String) {
+    /// An answer's sources, as JSON (see `Citation` in TernAI).
+    public let citations: String?
+    public init(role: String, content: String, citations: String? = nil) {
         self.role = role
         self.content = content
+        self.citations = citations
     }
 }
 
@@ -78,18 +81,20 @@ extension Store {
     /// call for the same job (a redelivered job that had already finished) changes nothing and
     /// returns `false`. Throws `jobNotStored` without the job's row.
     @discardableResult
-    public func completeChatJob(_ jobID: UUID, answer: String, model: String, usage: TokenUsage) async throws -> Bool {
-        try await finishChatJob(jobID, status: "completed", answer: answer, model: model, usage: usage)
+    public func completeChatJob(_ jobID: UUID, answer: String, model: String, usage: TokenUsage, citations: String? = nil) async throws -> Bool {
+        try await finishChatJob(jobID, status: "completed", answer: answer, model: model, usage: usage, citations: citations)
     }
 
     /// Stores the part of the answer streamed before the job was cancelled (if any) and the
     /// tokens it used, and marks the job cancelled, once.
     @discardableResult
-    public func stopChatJob(_ jobID: UUID, answer: String, model: String, usage: TokenUsage) async throws -> Bool {
-        try await finishChatJob(jobID, status: "cancelled", answer: answer, model: model, usage: usage)
+    public func stopChatJob(_ jobID: UUID, answer: String, model: String, usage: TokenUsage, citations: String? = nil) async throws -> Bool {
+        try await finishChatJob(jobID, status: "cancelled", answer: answer, model: model, usage: usage, citations: citations)
     }
 
-    private func finishChatJob(_ jobID: UUID, status: String, answer: String, model: String, usage: TokenUsage) async throws -> Bool {
+    private func finishChatJob(
+        _ jobID: UUID, status: String, answer: String, model: String, usage: TokenUsage, citations: String?
+    ) async throws -> Bool {
         try await writeJob(jobID, """
             WITH job AS (
                 UPDATE jobs SET status = \(status), finished_at = now(), error = NULL,
@@ -97,8 +102,9 @@ extension Store {
                 WHERE id = \(jobID) AND status IN ('queued', 'active', 'failed')
                 RETURNING id, conversation_id
             ), answer AS (
-                INSERT INTO messages (conversation_id, role, content, job_id, model, prompt_tokens, completion_tokens)
-                SELECT conversation_id, 'assistant', \(answer), \(jobID), \(model), \(usage.promptTokens), \(usage.completionTokens)
+                INSERT INTO messages (conversation_id, role, content, job_id, model, prompt_tokens, completion_tokens, citations)
+                SELECT conversation_id, 'assistant', \(answer), \(jobID), \(model), \(usage.promptTokens), \(usage.completionTokens),
+                    \(citations)::jsonb
                 FROM job WHERE conversation_id IS NOT NULL AND (\(status) = 'completed' OR \(answer) <> '')
             ), touched AS (
                 UPDATE conversations SET updated_at = now() WHERE id IN (SELECT conversation_id FROM job)
@@ -144,12 +150,12 @@ extension Store {
     /// The messages of a conversation, oldest first, only if it belongs to `user`.
     public func messages(conversation: UUID, user: UserID) async throws -> [StoredMessage] {
         let rows = try await client.query("""
-            SELECT m.role, m.content FROM messages m JOIN conversations c ON c.id = m.conversation_id
+            SELECT m.role, m.content, m.citations::text FROM messages m JOIN conversations c ON c.id = m.conversation_id
             WHERE c.id = \(conversation) AND c.user_id = \(user.uuid) ORDER BY m.id
             """, logger: logger)
         var result: [StoredMessage] = []
-        for try await (role, content) in rows.decode((String, String).self) {
-            result.append(StoredMessage(role: role, content: content))
+        for try await (role, content, citations) in rows.decode((String, String, String?).self) {
+            result.append(StoredMessage(role: role, content: content, citations: citations))
         }
         return result
     }

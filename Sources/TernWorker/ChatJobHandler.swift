@@ -18,14 +18,20 @@ public struct ChatJobHandler: JobHandler {
     let routes: [String: ModelRoute]
     /// Where the callers' tokens-a-minute reservations are settled.
     let budget: TokenBudget
+    /// For chats with documents; without one (no embedding model), they fail.
+    let retriever: DocumentRetriever?
     let logger: Logger
 
-    public init(queue: any JobQueue, events: JobEvents, store: Store, routes: [ModelRoute], budget: TokenBudget, logger: Logger) {
+    public init(
+        queue: any JobQueue, events: JobEvents, store: Store, routes: [ModelRoute], budget: TokenBudget, retriever: DocumentRetriever? = nil,
+        logger: Logger
+    ) {
         self.queue = queue
         self.events = events
         self.store = store
         self.routes = Dictionary(routes.map { ($0.model, $0) }, uniquingKeysWith: { first, _ in first })
         self.budget = budget
+        self.retriever = retriever
         self.logger = logger
     }
 
@@ -47,13 +53,29 @@ public struct ChatJobHandler: JobHandler {
             throw try await fail(job, code: "model_not_served", message: "no worker serves the model \(chat.model)", logger: logger)
         }
         var messages = route.prompt(chat.messages)
+        var citations: [Citation]?
+        if let documents = chat.documents {
+            guard let retriever else {
+                throw try await fail(job, code: "documents_unavailable", message: "no embedding model is configured for answering from documents", logger: logger)
+            }
+            let sources: [(citation: Citation, text: String)]
+            do {
+                sources = try await retriever.sources(
+                    for: chat.messages.last { $0.role == "user" }?.content ?? "", user: UserID(chat.userID), documents: documents)
+            } catch let failure as EmbeddingFailure {
+                throw try await fail(job, code: "retrieval_failed", message: failure.message, logger: logger)
+            }
+            citations = sources.map(\.citation)
+            messages = SourcesPrompt.messages(messages, sources: sources)
+            try await events.append(job.id, ChatEvent.sources(sources.map(\.citation)).fields)
+        }
         if let window = route.contextWindow {
             let reserve = chat.options.maxTokens ?? min(256, window / 4)
             let fitted = await PromptFitting.fit(messages, window: window, reserve: reserve, count: route.countTokens)
             // Cancelled while counting (the tokenizer's answer lost): stopped, not refused.
             if Task.isCancelled {
                 let earlier = (try? await earlierEvents(job).streamedText) ?? ""
-                try await stopped(job, chat, answer: "", earlier: earlier, pieces: 0, reported: nil, logger: logger)
+                try await stopped(job, chat, answer: "", earlier: earlier, pieces: 0, reported: nil, citations: citations, logger: logger)
             }
             guard let fitted else {
                 throw try await fail(
@@ -116,7 +138,7 @@ public struct ChatJobHandler: JobHandler {
             switch error {
             case _ where Task.isCancelled:
                 // Cancelled while a piece was being written: the same as between pieces, below.
-                try await stopped(job, chat, answer: answer, earlier: streamedSoFar, pieces: completionPieces, reported: reported, logger: logger)
+                try await stopped(job, chat, answer: answer, earlier: streamedSoFar, pieces: completionPieces, reported: reported, citations: citations, logger: logger)
             case is Diverged:
                 await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: completionPieces, logger: logger)
                 throw try await fail(job, code: "interrupted", message: "the model was interrupted mid-answer and could not resume it", logger: logger)
@@ -132,7 +154,7 @@ public struct ChatJobHandler: JobHandler {
         // was cancelled, and the stream simply ended.
         if Task.isCancelled {
             _ = try? await startAnnounced
-            try await stopped(job, chat, answer: answer, earlier: streamedSoFar, pieces: completionPieces, reported: reported, logger: logger)
+            try await stopped(job, chat, answer: answer, earlier: streamedSoFar, pieces: completionPieces, reported: reported, citations: citations, logger: logger)
         }
         // The event first: if the worker dies before storing, the next attempt finds `done` and
         // stores what was streamed, rather than generating (and perhaps diverging) again.
@@ -142,7 +164,9 @@ public struct ChatJobHandler: JobHandler {
         let usage = TokenUsage(promptTokens: finish.promptTokens, completionTokens: finish.completionTokens)
         try await events.append(job.id, ChatEvent.done(finishReason: finish.reason, promptTokens: usage.promptTokens, completionTokens: usage.completionTokens).fields)
         do { try await startStored } catch { logger.warning("the job's start was not stored", metadata: ["error": "\(type(of: error))"]) }
-        try await whenStored { try await store.completeChatJob(job.id.uuid, answer: answer, model: chat.model, usage: usage) }
+        try await whenStored {
+            try await store.completeChatJob(job.id.uuid, answer: answer, model: chat.model, usage: usage, citations: citations.map(Citation.json))
+        }
         await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
         logger.info("chat job completed", metadata: ["completion_tokens": "\(usage.completionTokens)"])
         return JobOutcome(tokens: usage.promptTokens + usage.completionTokens)
@@ -157,7 +181,10 @@ public struct ChatJobHandler: JobHandler {
     /// and returns its outcome; `nil` if none finished.
     private func finishedEarlier(_ job: ClaimedJob, _ chat: ChatJob, earlier: [ChatEvent], logger: Logger) async throws -> JobOutcome? {
         guard let usage = earlier.lazy.compactMap(\.usage).first else { return nil }
-        try await whenStored { try await store.completeChatJob(job.id.uuid, answer: earlier.streamedText, model: chat.model, usage: usage) }
+        let citations = earlier.lazy.compactMap { event -> [Citation]? in if case .sources(let citations) = event { citations } else { nil } }.last
+        try await whenStored {
+            try await store.completeChatJob(job.id.uuid, answer: earlier.streamedText, model: chat.model, usage: usage, citations: citations.map(Citation.json))
+        }
         await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
         return JobOutcome(tokens: usage.promptTokens + usage.completionTokens)
     }
@@ -169,7 +196,8 @@ public struct ChatJobHandler: JobHandler {
     /// The task is cancelled, so the bookkeeping runs in a task of its own, which is not, and is
     /// tried again while the services are briefly unreachable.
     private func stopped(
-        _ job: ClaimedJob, _ chat: ChatJob, answer: String, earlier: String, pieces: Int, reported: TokenUsage?, logger: Logger
+        _ job: ClaimedJob, _ chat: ChatJob, answer: String, earlier: String, pieces: Int, reported: TokenUsage?, citations: [Citation]? = nil,
+        logger: Logger
     ) async throws -> Never {
         // What clients saw: this attempt's answer, or an earlier one's if this one is behind.
         let answer = answer.utf8.count >= earlier.utf8.count ? answer : earlier
@@ -178,7 +206,9 @@ public struct ChatJobHandler: JobHandler {
             try await Task {
                 guard try await Self.persistently({ try await queue.status(job.id)?.cancelRequested ?? false }) else { return }
                 try await whenStored {
-                    try await Self.persistently { try await store.stopChatJob(job.id.uuid, answer: answer, model: chat.model, usage: usage) }
+                    try await Self.persistently {
+                        try await store.stopChatJob(job.id.uuid, answer: answer, model: chat.model, usage: usage, citations: citations.map(Citation.json))
+                    }
                 }
                 await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
                 logger.info("chat job stopped", metadata: ["completion_tokens": "\(usage.completionTokens)"])

@@ -114,3 +114,33 @@ struct QueuedEmbedder: Sendable {
         }
     }
 }
+
+/// Finds what a chat with documents answers from: embeds the question through the embedding
+/// queue and runs the hybrid search over the owner's documents (only theirs: the search joins
+/// them by owner).
+public struct DocumentRetriever: Sendable {
+    let embedder: QueuedEmbedder
+    let store: Store
+    /// The embedding model the documents were embedded with.
+    let model: String
+    /// Chunks given to the model.
+    let limit: Int
+
+    public init(store: Store, embeddingQueue: any JobQueue, embeddingEvents: JobEvents, model: String, limit: Int = 5) {
+        embedder = QueuedEmbedder(queue: embeddingQueue, events: embeddingEvents, store: store)
+        self.store = store
+        self.model = model
+        self.limit = limit
+    }
+
+    /// The best chunks for `question` among `documents` (all the user's if empty), numbered.
+    func sources(for question: String, user: UserID, documents: [UUID]) async throws -> [(citation: Citation, text: String)] {
+        let question = String(question.prefix(2000))
+        let vector = try await embedder.embed([question], model: model, user: user).vectors.first
+        let hits = try await store.search(
+            user: user, text: question, embedding: vector, documents: documents.isEmpty ? nil : documents, limit: limit)
+        return hits.enumerated().map { offset, hit in
+            (Citation(index: offset + 1, documentID: hit.documentID, chunkID: hit.chunkID, title: hit.title, heading: hit.heading, text: hit.content), hit.content)
+        }
+    }
+}

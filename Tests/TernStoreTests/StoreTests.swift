@@ -39,10 +39,11 @@ import TernTestSupport
                 user: user, jobID: job, model: "m", title: "t", messages: [StoredMessage(role: "user", content: "hi")])
             try await store.startJob(job, attempt: 1)
             let usage = TokenUsage(promptTokens: 3, completionTokens: 2)
-            #expect(try await store.completeChatJob(job, answer: "hello", model: "m", usage: usage))
+            let citations = #"[{"index": 1, "chunk_id": 7}]"#
+            #expect(try await store.completeChatJob(job, answer: "hello", model: "m", usage: usage, citations: citations))
             #expect(try await store.completeChatJob(job, answer: "hello", model: "m", usage: usage) == false)
             #expect(try await store.messages(conversation: conversation, user: user)
-                    == [StoredMessage(role: "user", content: "hi"), StoredMessage(role: "assistant", content: "hello")])
+                    == [StoredMessage(role: "user", content: "hi"), StoredMessage(role: "assistant", content: "hello", citations: citations)])
             #expect(try await store.jobStatus(job, user: user)?.status == "completed")
             // Another user sees nothing of it.
             let other = try await store.ensureUser(email: TestServices.uniqueName("other") + "@test")
