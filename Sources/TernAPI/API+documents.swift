@@ -176,8 +176,9 @@ extension API {
             guard query.count <= configuration.limits.maximumPromptCharacters else {
                 throw APIError(.contentTooLarge, code: "prompt_too_large", message: "The query is too long.", param: "query")
             }
-            if let embedding = body.embedding, embedding.count != Store.embeddingDimensions || !embedding.allSatisfy(\.isFinite) {
-                throw APIError.invalid("'embedding' must hold \(Store.embeddingDimensions) finite numbers.", param: "embedding")
+            if let embedding = body.embedding,
+               embedding.count != Store.embeddingDimensions || !embedding.allSatisfy(\.isFinite) || !embedding.contains(where: { $0 != 0 }) {
+                throw APIError.invalid("'embedding' must hold \(Store.embeddingDimensions) finite numbers, not all zero.", param: "embedding")
             }
             let documents = try body.documents.map { ids in
                 guard ids.count <= 1000 else { throw APIError.invalid("'documents' may list at most 1000 ids.", param: "documents") }

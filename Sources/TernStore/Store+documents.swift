@@ -213,9 +213,10 @@ extension Store {
             for try await (id, document, title, position, heading, content, score, similarity) in rows.decode(
                 (Int64, UUID, String, Int, String, String, Double, Double).self)
             {
+                // A zero vector has no direction: its similarity to anything is NaN, shown as 0.
                 hits.append(SearchHit(
                     chunkID: id, documentID: document, title: title, position: position, heading: heading, content: content, score: score,
-                    similarity: similarity))
+                    similarity: similarity.isNaN ? 0 : similarity))
             }
             return hits
         }

@@ -34,7 +34,7 @@ def test_an_unhandled_job_type_is_counted_and_reported(stack):
         assert requests.get(url, timeout=5).status_code == 401
         status = subprocess.run([TERN, "queue", "status"], env=env, capture_output=True, text=True, timeout=60)
         assert status.returncode == 3
-        assert "WARNING: 1 jobs failed because no worker handles their type (live workers handle: chat)" in status.stdout
+        assert "WARNING: 1 jobs failed because no worker handles their type (live workers handle: chat, document.ingest)" in status.stdout
     finally:
         worker.terminate()
         worker.wait(timeout=60)
