@@ -32,6 +32,16 @@ struct Migrate: AsyncParsableCommand {
     }
 }
 
+/// Prints the search statement, so a benchmark can run the very SQL the API runs.
+struct SearchSQL: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "search-sql", abstract: "Print the SQL of POST /v1/search (parameters $1 to $8).", shouldDisplay: false)
+
+    func run() {
+        print(Store.searchSQL)
+    }
+}
+
 struct APICommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "api", abstract: "Run the HTTP API and web UI.")
 

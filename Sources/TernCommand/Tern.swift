@@ -6,6 +6,6 @@ struct Tern: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tern",
         abstract: "Tern: a self-hostable platform for AI products.",
-        subcommands: [Up.self, APICommand.self, WorkerCommand.self, QueueCommand.self, Migrate.self, MockLLM.self]
+        subcommands: [Up.self, APICommand.self, WorkerCommand.self, QueueCommand.self, Migrate.self, MockLLM.self, SearchSQL.self]
     )
 }

@@ -183,31 +183,16 @@ extension Store {
     ) async throws -> [SearchHit] {
         let useVector = mode != .text && embedding != nil
         let useText = mode != .vector && !text.isEmpty
-        let vector = embedding.map(PGVector.init)
-        let query: PostgresQuery = """
-            WITH owned AS (
-                SELECT id FROM documents WHERE user_id = \(user.uuid) AND (\(documents)::uuid[] IS NULL OR id = ANY(\(documents)))
-            ), nearest AS (
-                SELECT c.id, c.embedding <=> \(vector)::vector AS distance
-                FROM chunks c JOIN owned d ON d.id = c.document_id
-                WHERE \(useVector) AND c.embedding IS NOT NULL
-                ORDER BY c.embedding <=> \(vector)::vector LIMIT \(candidates)
-            ), vector_ranks AS (
-                SELECT id, row_number() OVER (ORDER BY distance, id) AS rank FROM nearest
-            ), text_ranks AS (
-                SELECT c.id, row_number() OVER (ORDER BY ts_rank_cd(c.search, q) DESC, c.id) AS rank
-                FROM chunks c JOIN owned d ON d.id = c.document_id, websearch_to_tsquery('english', \(text)) q
-                WHERE \(useText) AND c.search @@ q
-                ORDER BY ts_rank_cd(c.search, q) DESC, c.id LIMIT \(candidates)
-            ), fused AS (
-                SELECT id, sum(1.0 / (60 + rank))::float8 AS score
-                FROM (SELECT * FROM vector_ranks UNION ALL SELECT * FROM text_ranks) ranks GROUP BY id
-            )
-            SELECT c.id, c.document_id, d.title, c.position, c.heading, c.content, f.score,
-                CASE WHEN \(useVector) THEN (1 - (c.embedding <=> \(vector)::vector))::float8 ELSE 0 END
-            FROM fused f JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
-            ORDER BY f.score DESC, c.id LIMIT \(limit)
-            """
+        var binds = PostgresBindings(capacity: 8)
+        binds.append(user.uuid)
+        binds.append(documents)
+        binds.append(embedding.map(PGVector.init))
+        binds.append(useVector)
+        binds.append(text)
+        binds.append(useText)
+        binds.append(candidates)
+        binds.append(limit)
+        let query = PostgresQuery(unsafeSQL: Self.searchSQL, binds: binds)
         func read(_ rows: PostgresRowSequence) async throws -> [SearchHit] {
             var hits: [SearchHit] = []
             for try await (id, document, title, position, heading, content, score, similarity) in rows.decode(
@@ -230,6 +215,35 @@ extension Store {
 }
 
 extension Store {
+    /// The search statement (`search(...)`), for running it elsewhere the same way (bench/vector
+    /// prints it with `tern search-sql`). $1 user, $2 document ids or NULL, $3 query vector,
+    /// $4 whether to rank by vector, $5 query text, $6 whether to rank by text, $7 candidates
+    /// per ranking, $8 hits.
+    public static let searchSQL = """
+        WITH owned AS (
+            SELECT id FROM documents WHERE user_id = $1 AND ($2::uuid[] IS NULL OR id = ANY($2::uuid[]))
+        ), nearest AS (
+            SELECT c.id, c.embedding <=> $3::vector AS distance
+            FROM chunks c JOIN owned d ON d.id = c.document_id
+            WHERE $4 AND c.embedding IS NOT NULL
+            ORDER BY c.embedding <=> $3::vector LIMIT $7
+        ), vector_ranks AS (
+            SELECT id, row_number() OVER (ORDER BY distance, id) AS rank FROM nearest
+        ), text_ranks AS (
+            SELECT c.id, row_number() OVER (ORDER BY ts_rank_cd(c.search, q) DESC, c.id) AS rank
+            FROM chunks c JOIN owned d ON d.id = c.document_id, websearch_to_tsquery('english', $5) q
+            WHERE $6 AND c.search @@ q
+            ORDER BY ts_rank_cd(c.search, q) DESC, c.id LIMIT $7
+        ), fused AS (
+            SELECT id, sum(1.0 / (60 + rank))::float8 AS score
+            FROM (SELECT * FROM vector_ranks UNION ALL SELECT * FROM text_ranks) ranks GROUP BY id
+        )
+        SELECT c.id, c.document_id, d.title, c.position, c.heading, c.content, f.score,
+            CASE WHEN $4 THEN (1 - (c.embedding <=> $3::vector))::float8 ELSE 0 END
+        FROM fused f JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
+        ORDER BY f.score DESC, c.id LIMIT $8
+        """
+
     /// How many chunks of a document are stored (a retried ingestion goes on from there).
     public func storedChunkCount(of document: UUID) async throws -> Int {
         let rows = try await client.query("SELECT count(*)::int FROM chunks WHERE document_id = \(document)", logger: logger)
