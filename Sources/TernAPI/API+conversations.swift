@@ -49,12 +49,7 @@ extension API {
         }
         router.get("/v1/conversations") { request, _ in
             let user = try await authenticate(request).user
-            let limit = request.uri.queryParameters.get("limit").map { Int($0) } ?? 20
-            guard let limit, (1...100).contains(limit) else { throw APIError.invalid("limit must be 1 to 100.", param: "limit") }
-            let after = try request.uri.queryParameters.get("after").map { text in
-                guard let id = UUID(uuidString: text) else { throw APIError.invalid("after must be a conversation id.", param: "after") }
-                return id
-            }
+            let (limit, after) = try pageParameters(of: request, listing: "conversation")
             let page = try await store.conversations(of: user, limit: limit + 1, after: after)
             let shown = page.prefix(limit).map { ConversationObject($0) }
             return try json(ConversationPage(data: Array(shown), has_more: page.count > limit, last_id: shown.last?.id))
@@ -89,5 +84,19 @@ extension API {
         let title = body.title.trimmingCharacters(in: .whitespacesAndNewlines)
         guard title.count <= 200 else { throw APIError.invalid("A title has at most 200 characters.", param: "title") }
         return title
+    }
+}
+
+extension API {
+    /// A list's page parameters: `limit` (1 to 100, default 20) and `after`, the last id of the
+    /// page before (an id of `listing`, such as "conversation").
+    func pageParameters(of request: Request, listing: String) throws -> (limit: Int, after: UUID?) {
+        let limit = request.uri.queryParameters.get("limit").map { Int($0) } ?? 20
+        guard let limit, (1...100).contains(limit) else { throw APIError.invalid("limit must be 1 to 100.", param: "limit") }
+        let after = try request.uri.queryParameters.get("after").map { text in
+            guard let id = UUID(uuidString: text) else { throw APIError.invalid("after must be a \(listing) id.", param: "after") }
+            return id
+        }
+        return (limit, after)
     }
 }

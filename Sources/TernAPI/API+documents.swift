@@ -90,12 +90,7 @@ extension API {
         router.post("/v1/documents") { request, _ in try await uploadDocument(request) }
         router.get("/v1/documents") { request, _ in
             let user = try await authenticate(request).user
-            let limit = request.uri.queryParameters.get("limit").map { Int($0) } ?? 20
-            guard let limit, (1...100).contains(limit) else { throw APIError.invalid("limit must be 1 to 100.", param: "limit") }
-            let after = try request.uri.queryParameters.get("after").map { text in
-                guard let id = UUID(uuidString: text) else { throw APIError.invalid("after must be a document id.", param: "after") }
-                return id
-            }
+            let (limit, after) = try pageParameters(of: request, listing: "document")
             let page = try await store.documents(of: user, limit: limit + 1, after: after)
             let shown = page.prefix(limit).map(DocumentObject.init)
             return try json(DocumentPage(data: Array(shown), has_more: page.count > limit, last_id: shown.last?.id))
