@@ -47,7 +47,7 @@ struct DocumentPage: Encodable {
 /// `POST /v1/documents`: the text of a document and how to read it.
 struct DocumentUpload: Decodable {
     let content: String
-    /// text, markdown or html (default: text).
+    /// text, markdown, html or pdf (then `content` is the PDF's bytes in base64; default: text).
     let format: String?
     let title: String?
     /// Where the document came from (a file name, a URL), shown back as given.
@@ -121,12 +121,20 @@ extension API {
             let upload = try await decodeBody(DocumentUpload.self, of: request, what: "document")
             guard let model = configuration.embeddingModels.first else { throw APIError.noEmbeddingModel }
             let format = upload.format ?? "text"
-            guard DocumentChunker.formats.contains(format) else {
-                throw APIError.invalid("'format' must be one of \(DocumentChunker.formats.joined(separator: ", ")).", param: "format")
+            let formats = DocumentChunker.formats + ["pdf"]
+            guard formats.contains(format) else {
+                throw APIError.invalid("'format' must be one of \(formats.joined(separator: ", ")).", param: "format")
             }
             let content = upload.content.trimmingCharacters(in: .whitespacesAndNewlines)
             guard !content.isEmpty else { throw APIError.invalid("'content' is empty.", param: "content") }
-            let title = (upload.title ?? Self.title(of: content)).trimmingCharacters(in: .whitespacesAndNewlines)
+            if format == "pdf" {
+                // The PDF's bytes as base64; a worker makes it text.
+                guard let bytes = Data(base64Encoded: content), bytes.starts(with: Array("%PDF-".utf8)) else {
+                    throw APIError.invalid("For format pdf, 'content' must be the PDF's bytes in base64.", param: "content")
+                }
+            }
+            let title = (upload.title ?? (format == "pdf" ? upload.source ?? "PDF document" : Self.title(of: content)))
+                .trimmingCharacters(in: .whitespacesAndNewlines)
             guard (1...200).contains(title.count) else { throw APIError.invalid("A document needs a title of 1 to 200 characters.", param: "title") }
             let source = upload.source ?? ""
             guard source.count <= 1000 else { throw APIError.invalid("'source' may hold at most 1000 characters.", param: "source") }

@@ -141,5 +141,12 @@ enum Migrations {
         (5, "citations of answers", [
             "ALTER TABLE messages ADD COLUMN citations jsonb",
         ]),
+        // PDF uploads: their bytes as base64 in `content`, made text by the worker (pdftotext).
+        (6, "PDF documents", [
+            """
+            ALTER TABLE documents DROP CONSTRAINT documents_format_check,
+                ADD CONSTRAINT documents_format_check CHECK (format IN ('text', 'markdown', 'html', 'pdf'))
+            """,
+        ]),
     ]
 }

@@ -41,7 +41,18 @@ public struct IngestionJobHandler: JobHandler {
             logger.info("document deleted before ingestion")
             return JobOutcome()
         }
-        let chunks = chunker.chunks(of: document.content, format: document.format)
+        let chunks: [DocumentChunker.Chunk]
+        if document.format == "pdf" {
+            do {
+                chunks = chunker.chunks(of: try await PDFText.text(ofBase64: document.content), format: "text")
+            } catch let failure as PDFText.Failure {
+                logger.warning("document ingestion failed", metadata: ["reason": "\(failure.message)"])
+                try await store.finishIngestion(of: ingest.documentID, error: failure.message)
+                throw JobFailure(code: "ingestion_failed", failure.message, retry: .never)
+            }
+        } else {
+            chunks = chunker.chunks(of: document.content, format: document.format)
+        }
         var done = try await store.storedChunkCount(of: ingest.documentID)
         var tokens = 0
         try await progress(job, done: done, total: chunks.count)

@@ -53,9 +53,11 @@ import TernTestSupport
         "## Part \(section)\n\n" + (1...3).map { "Fact \(section).\($0): the quartermaster keeps item \(section * 10 + $0) in crate \($0)." }.joined(separator: " ")
     }.joined(separator: "\n\n")
 
-    func ingest(_ store: Store, _ queue: RedisJobQueue, _ user: UserID, content: String, model: String) async throws -> (StoredDocument, JobID) {
+    func ingest(
+        _ store: Store, _ queue: RedisJobQueue, _ user: UserID, content: String, format: String = "markdown", model: String
+    ) async throws -> (StoredDocument, JobID) {
         let job = JobID()
-        let (document, created) = try await store.createDocument(for: user, title: "Guide", source: "guide.md", format: "markdown", content: content, jobID: job.uuid)
+        let (document, created) = try await store.createDocument(for: user, title: "Guide", source: "guide.md", format: format, content: content, jobID: job.uuid)
         #expect(created)
         let payload = DocumentIngestJob(documentID: document.id, userID: user.uuid, model: model)
         _ = try await queue.enqueue(NewJob(
@@ -106,6 +108,47 @@ import TernTestSupport
             #expect(ready)
             #expect(try await store.document(document.id, of: user)?.chunkCount == expected.count)
             #expect(try await mockStats(MockEmbeddingStats.self).embedding_inputs[model] == expected.count - 5)
+        }
+    }
+
+    /// A one-page PDF showing `lines` in Helvetica.
+    static func pdf(_ lines: [String]) -> Data {
+        let text = lines.enumerated().map { "BT /F1 12 Tf 72 \(720 - $0.offset * 16) Td (\($0.element)) Tj ET" }.joined(separator: "\n")
+        let objects = [
+            "<< /Type /Catalog /Pages 2 0 R >>",
+            "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+            "<< /Length \(text.utf8.count) >>\nstream\n\(text)\nendstream",
+            "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        ]
+        var document = "%PDF-1.4\n"
+        var offsets: [Int] = []
+        for (index, object) in objects.enumerated() {
+            offsets.append(document.utf8.count)
+            document += "\(index + 1) 0 obj\n\(object)\nendobj\n"
+        }
+        let xref = document.utf8.count
+        document += "xref\n0 \(objects.count + 1)\n0000000000 65535 f \n"
+        for offset in offsets { document += String(repeating: "0", count: 10 - String(offset).count) + "\(offset) 00000 n \n" }
+        document += "trailer\n<< /Size \(objects.count + 1) /Root 1 0 R >>\nstartxref\n\(xref)\n%%EOF\n"
+        return Data(document.utf8)
+    }
+
+    @Test func aPDFIsMadeTextAndIngestedAndABrokenOneFailsClearly() async throws {
+        let model = TestServices.uniqueName("mock-ingest")
+        try await withWorkers(model: model) { store, queue, _, user in
+            let pdf = Self.pdf(["Harbour notice.", "The lighthouse lamp is serviced every Tuesday."])
+            let (document, _) = try await ingest(store, queue, user, content: pdf.base64EncodedString(), format: "pdf", model: model)
+            let ready = try await eventually(timeout: .seconds(120)) { try await store.document(document.id, of: user)?.status == "ready" }
+            #expect(ready)
+            let hits = try await store.search(user: user, text: "lighthouse Tuesday", embedding: nil, mode: .text)
+            #expect(hits.first?.documentID == document.id)
+            #expect(hits.first?.content.contains("The lighthouse lamp is serviced every Tuesday.") == true)
+
+            let (broken, _) = try await ingest(store, queue, user, content: Data("%PDF-1.4 not really".utf8).base64EncodedString(), format: "pdf", model: model)
+            let failed = try await eventually(timeout: .seconds(120)) { try await store.document(broken.id, of: user)?.status == "failed" }
+            #expect(failed)
+            #expect(try await store.document(broken.id, of: user)?.error == "the PDF could not be read")
         }
     }
 }

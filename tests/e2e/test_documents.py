@@ -146,3 +146,39 @@ def test_a_chat_with_documents_only_ever_cites_the_callers_own(stack):
         assert response.status_code == 200, response.text
         citations = response.json()["citations"]
         assert citations and {c["document_id"] for c in citations} == {document["id"]}, citations
+
+
+def minimal_pdf(lines):
+    """A one-page PDF showing `lines` in Helvetica."""
+    text = "\n".join(f"BT /F1 12 Tf 72 {720 - i * 16} Td ({line}) Tj ET" for i, line in enumerate(lines))
+    objects = ["<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+               f"<< /Length {len(text)} >>\nstream\n{text}\nendstream", "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    document, offsets = "%PDF-1.4\n", []
+    for index, body in enumerate(objects):
+        offsets.append(len(document))
+        document += f"{index + 1} 0 obj\n{body}\nendobj\n"
+    xref = len(document)
+    document += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n" + "".join(f"{offset:010d} 00000 n \n" for offset in offsets)
+    document += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n"
+    return document.encode()
+
+
+def test_a_pdf_is_ingested_and_found(stack):
+    import base64
+    headers = new_user(stack)
+    marker = uuid.uuid4().hex[:6]
+    pdf = minimal_pdf(["Harbour notice.", f"The lighthouse lamp {marker} is serviced every Tuesday."])
+    response = requests.post(stack.base_url + "/v1/documents", headers=headers, timeout=60,
+                             json={"content": base64.b64encode(pdf).decode(), "format": "pdf", "source": "notice.pdf"})
+    assert response.status_code == 202, response.text
+    document = response.json()
+    assert document["title"] == "notice.pdf" and document["format"] == "pdf"
+    wait_until(lambda: requests.get(f"{stack.base_url}/v1/documents/{document['id']}", headers=headers, timeout=30).json()["status"] == "ready",
+               timeout=300, message="the PDF to be ingested")
+    hits = search(stack, headers, f"lighthouse {marker}", mode="text")
+    assert hits and hits[0]["document_id"] == document["id"] and "serviced every Tuesday" in hits[0]["text"]
+    # Not a PDF: refused at once.
+    bad = requests.post(stack.base_url + "/v1/documents", headers=headers, timeout=60,
+                        json={"content": base64.b64encode(b"plain text").decode(), "format": "pdf"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "content"
