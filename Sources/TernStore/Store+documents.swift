@@ -160,13 +160,13 @@ extension Store {
         return count
     }
 
-    /// Marks a document's ingestion finished: `ready` with its chunk count, or `failed` with
-    /// a reason safe to show its owner.
+    /// Marks a document's ingestion finished, once: `ready` with its chunk count, or `failed`
+    /// with a reason safe to show its owner.
     public func finishIngestion(of document: UUID, error: String? = nil) async throws {
         try await client.query("""
             UPDATE documents SET status = \(error == nil ? "ready" : "failed"), error = \(error), updated_at = now(),
                 chunk_count = (SELECT count(*) FROM chunks WHERE document_id = \(document))
-            WHERE id = \(document)
+            WHERE id = \(document) AND status = 'processing'
             """, logger: logger)
     }
 

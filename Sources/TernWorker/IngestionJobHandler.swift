@@ -34,6 +34,17 @@ public struct IngestionJobHandler: JobHandler {
         guard let ingest = try? JSONDecoder().decode(DocumentIngestJob.self, from: Data(job.payload.utf8)) else {
             throw JobFailure(code: "invalid_job", "the job could not be read", retry: .never)
         }
+        do {
+            return try await handle(job, ingest)
+        } catch where job.attempt >= job.maximumAttempts && !Task.isCancelled {
+            // The last attempt failed: the document must not stay `processing` (a failure
+            // recorded already keeps its own reason).
+            try? await store.finishIngestion(of: ingest.documentID, error: "the document could not be ingested")
+            throw error
+        }
+    }
+
+    private func handle(_ job: ClaimedJob, _ ingest: DocumentIngestJob) async throws -> JobOutcome {
         var logger = logger
         logger[metadataKey: "job"] = "\(job.id)"
         logger[metadataKey: "document"] = "\(ingest.documentID)"
