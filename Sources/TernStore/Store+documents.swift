@@ -59,10 +59,15 @@ extension Store {
 
     static let documentColumns = "id, title, source, format, status, chunk_count, octet_length(content), error, job_id, created_at"
 
-    static func document(_ row: (UUID, String, String, String, String, Int, Int, String?, UUID?, Date)) -> StoredDocument {
-        StoredDocument(
-            id: row.0, title: row.1, source: row.2, format: row.3, status: row.4, chunkCount: row.5, bytes: row.6, error: row.7,
-            jobID: row.8, createdAt: row.9)
+    /// The documents a statement returns (its columns: `documentColumns`).
+    func fetchDocuments(_ query: PostgresQuery) async throws -> [StoredDocument] {
+        var documents: [StoredDocument] = []
+        for try await row in try await client.query(query, logger: logger).decode((UUID, String, String, String, String, Int, Int, String?, UUID?, Date).self) {
+            documents.append(StoredDocument(
+                id: row.0, title: row.1, source: row.2, format: row.3, status: row.4, chunkCount: row.5, bytes: row.6, error: row.7,
+                jobID: row.8, createdAt: row.9))
+        }
+        return documents
     }
 
     /// Stores an uploaded document for ingestion, or finds the user's document with the same
@@ -71,60 +76,45 @@ extension Store {
         for user: UserID, title: String, source: String, format: String, content: String, jobID: UUID
     ) async throws -> (document: StoredDocument, created: Bool) {
         let hash = ByteBuffer(bytes: SHA256.hash(data: Array(content.utf8)))
-        let rows = try await client.query("""
+        if let created = try await fetchDocuments("""
             INSERT INTO documents (id, user_id, title, source, format, content, content_hash, job_id)
             VALUES (\(UUID()), \(user.uuid), \(title), \(source), \(format), \(content), \(hash), \(jobID))
             ON CONFLICT (user_id, content_hash) DO NOTHING
             RETURNING \(unescaped: Self.documentColumns)
-            """, logger: logger)
-        for try await row in rows.decode((UUID, String, String, String, String, Int, Int, String?, UUID?, Date).self) {
-            return (Self.document(row), true)
+            """).first {
+            return (created, true)
         }
-        let existing = try await client.query("""
+        if let existing = try await fetchDocuments("""
             SELECT \(unescaped: Self.documentColumns) FROM documents WHERE user_id = \(user.uuid) AND content_hash = \(hash)
-            """, logger: logger)
-        for try await row in existing.decode((UUID, String, String, String, String, Int, Int, String?, UUID?, Date).self) {
-            return (Self.document(row), false)
+            """).first {
+            return (existing, false)
         }
         throw StoreError(.notFound, "the document was neither stored nor found")
     }
 
     /// The user's documents, newest first: `limit` of them, after the one `after` if given.
     public func documents(of user: UserID, limit: Int, after: UUID?) async throws -> [StoredDocument] {
-        let rows = try await client.query("""
+        try await fetchDocuments("""
             SELECT \(unescaped: Self.documentColumns) FROM documents
             WHERE user_id = \(user.uuid) AND (\(after)::uuid IS NULL OR (created_at, id) < (
                 SELECT created_at, id FROM documents WHERE id = \(after) AND user_id = \(user.uuid)))
             ORDER BY created_at DESC, id DESC LIMIT \(limit)
-            """, logger: logger)
-        var result: [StoredDocument] = []
-        for try await row in rows.decode((UUID, String, String, String, String, Int, Int, String?, UUID?, Date).self) {
-            result.append(Self.document(row))
-        }
-        return result
+            """)
     }
 
     /// One of the user's documents, or `nil`.
     public func document(_ id: UUID, of user: UserID) async throws -> StoredDocument? {
-        let rows = try await client.query("""
+        try await fetchDocuments("""
             SELECT \(unescaped: Self.documentColumns) FROM documents WHERE id = \(id) AND user_id = \(user.uuid)
-            """, logger: logger)
-        for try await row in rows.decode((UUID, String, String, String, String, Int, Int, String?, UUID?, Date).self) {
-            return Self.document(row)
-        }
-        return nil
+            """).first
     }
 
     /// Deletes one of the user's documents with its chunks; returns it (its ingestion job may
     /// still run), or `nil` if the user has no such document.
     public func deleteDocument(_ id: UUID, of user: UserID) async throws -> StoredDocument? {
-        let rows = try await client.query("""
+        try await fetchDocuments("""
             DELETE FROM documents WHERE id = \(id) AND user_id = \(user.uuid) RETURNING \(unescaped: Self.documentColumns)
-            """, logger: logger)
-        for try await row in rows.decode((UUID, String, String, String, String, Int, Int, String?, UUID?, Date).self) {
-            return Self.document(row)
-        }
-        return nil
+            """).first
     }
 
     /// What an ingestion job reads: the document's owner, format and content; `nil` once it is

@@ -62,7 +62,7 @@ public struct ChatJobHandler: JobHandler {
             do {
                 sources = try await retriever.sources(
                     for: chat.messages.last { $0.role == "user" }?.content ?? "", user: UserID(chat.userID), documents: documents)
-            } catch let failure as EmbeddingFailure {
+            } catch let failure as PermanentFailure {
                 throw try await fail(job, code: "retrieval_failed", message: failure.message, logger: logger)
             }
             citations = sources.map(\.citation)

@@ -36,6 +36,10 @@ public struct IngestionJobHandler: JobHandler {
         }
         do {
             return try await handle(job, ingest)
+        } catch let failure as PermanentFailure {
+            logger.warning("document ingestion failed", metadata: ["job": "\(job.id)", "document": "\(ingest.documentID)", "reason": "\(failure.message)"])
+            try await store.finishIngestion(of: ingest.documentID, error: failure.message)
+            throw JobFailure(code: "ingestion_failed", failure.message, retry: .never)
         } catch where job.attempt >= job.maximumAttempts && !Task.isCancelled {
             // The last attempt failed: the document must not stay `processing` (a failure
             // recorded already keeps its own reason).
@@ -52,32 +56,16 @@ public struct IngestionJobHandler: JobHandler {
             logger.info("document deleted before ingestion")
             return JobOutcome()
         }
-        let chunks: [DocumentChunker.Chunk]
-        if document.format == "pdf" {
-            do {
-                chunks = chunker.chunks(of: try await PDFText.text(ofBase64: document.content), format: "text")
-            } catch let failure as PDFText.Failure {
-                logger.warning("document ingestion failed", metadata: ["reason": "\(failure.message)"])
-                try await store.finishIngestion(of: ingest.documentID, error: failure.message)
-                throw JobFailure(code: "ingestion_failed", failure.message, retry: .never)
-            }
-        } else {
-            chunks = chunker.chunks(of: document.content, format: document.format)
-        }
+        let chunks = document.format == "pdf"
+            ? chunker.chunks(of: try await PDFText.text(ofBase64: document.content), format: "text")
+            : chunker.chunks(of: document.content, format: document.format)
         var done = try await store.storedChunkCount(of: ingest.documentID)
         var tokens = 0
         try await progress(job, done: done, total: chunks.count)
         while done < chunks.count {
             let batch = Array(chunks[done..<min(done + batchSize, chunks.count)])
-            let embeddings: Embeddings
-            do {
-                embeddings = try await embedder.embed(
-                    batch.map { $0.heading.isEmpty ? $0.content : $0.heading + "\n\n" + $0.content }, model: ingest.model, user: document.user)
-            } catch let failure as EmbeddingFailure {
-                logger.warning("document ingestion failed", metadata: ["reason": "\(failure.message)"])
-                try await store.finishIngestion(of: ingest.documentID, error: failure.message)
-                throw JobFailure(code: "ingestion_failed", failure.message, retry: .never)
-            }
+            let embeddings = try await embedder.embed(
+                batch.map { $0.heading.isEmpty ? $0.content : $0.heading + "\n\n" + $0.content }, model: ingest.model, user: document.user)
             tokens += embeddings.promptTokens
             let stored = zip(batch, embeddings.vectors).enumerated().map { offset, pair in
                 NewChunk(position: done + offset, heading: pair.0.heading, content: pair.0.content, tokens: pair.0.tokens, embedding: pair.1)
@@ -99,8 +87,9 @@ public struct IngestionJobHandler: JobHandler {
     }
 }
 
-/// An embedding that failed for good (the model refused it, or its job was cancelled).
-struct EmbeddingFailure: Error {
+/// A failure that trying again will not mend (the model refused a text, a PDF cannot be
+/// read); its message is safe to show the owner.
+struct PermanentFailure: Error {
     let message: String
 }
 
@@ -129,9 +118,9 @@ struct QueuedEmbedder: Sendable {
         }
         switch outcome {
         case .vectors(let embeddings) where embeddings.vectors.count == texts.count: return embeddings
-        case .failed(_, let message): throw EmbeddingFailure(message: message)
-        case .cancelled: throw EmbeddingFailure(message: "the embedding was cancelled")
-        case .vectors, .noVectors: throw EmbeddingFailure(message: "the embedding returned no vectors")
+        case .failed(_, let message): throw PermanentFailure(message: message)
+        case .cancelled: throw PermanentFailure(message: "the embedding was cancelled")
+        case .vectors, .noVectors: throw PermanentFailure(message: "the embedding returned no vectors")
         case nil: throw JobFailure(code: "embedding_timeout", "no embedding within \(timeout)")  // retried
         }
     }

@@ -2,11 +2,6 @@ import Foundation
 
 /// The text of a PDF, by Debian's `pdftotext` (poppler-utils): pages become paragraphs.
 enum PDFText {
-    /// Why a PDF gave no text; the message is safe to show its owner.
-    struct Failure: Error {
-        let message: String
-    }
-
     /// Longest a conversion may take.
     static let timeout: Duration = .seconds(120)
     /// Most text kept from one PDF.
@@ -14,7 +9,7 @@ enum PDFText {
 
     static func text(ofBase64 content: String) async throws -> String {
         guard let data = Data(base64Encoded: content, options: .ignoreUnknownCharacters), data.starts(with: Array("%PDF-".utf8)) else {
-            throw Failure(message: "the document is not a PDF")
+            throw PermanentFailure(message: "the document is not a PDF")
         }
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("tern-\(UUID().uuidString).pdf")
         try data.write(to: file)
@@ -31,7 +26,7 @@ enum PDFText {
         do {
             try process.run()
         } catch {
-            throw Failure(message: "PDF needs pdftotext (Debian's poppler-utils) on the worker")
+            throw PermanentFailure(message: "PDF needs pdftotext (Debian's poppler-utils) on the worker")
         }
         let pid = process.processIdentifier
         let watchdog = Task {
@@ -54,8 +49,8 @@ enum PDFText {
         var iterator = exited.stream.makeAsyncIterator()
         let status = await iterator.next() ?? -1
         // pdftotext exits 127 through env when it is missing, 1 to 3 for a PDF it cannot read.
-        if status == 127 { throw Failure(message: "PDF needs pdftotext (Debian's poppler-utils) on the worker") }
-        guard status == 0 else { throw Failure(message: "the PDF could not be read") }
+        if status == 127 { throw PermanentFailure(message: "PDF needs pdftotext (Debian's poppler-utils) on the worker") }
+        guard status == 0 else { throw PermanentFailure(message: "the PDF could not be read") }
         return String(decoding: text, as: UTF8.self).replacingOccurrences(of: "\u{0C}", with: "\n\n")
     }
 }
