@@ -7,14 +7,18 @@ import NIOSSL
 /// once, and replies are matched to them in order (RESP is first-in, first-out).
 public final class RedisConnection: Sendable {
     let channel: any Channel
+    /// The channel's command handler, which callers hand their commands to directly: no trip
+    /// through the channel pipeline, no boxing of the request, no write promise.
+    private let handler: NIOLoopBound<RedisCommandHandler>
     let logger: Logger
     /// 3 when the handshake switched to RESP3 (maps, sets, push frames), else 2.
     public let protocolVersion: Int
     /// How long a reply may take (see `RedisConfiguration.commandTimeout`).
     public let commandTimeout: TimeAmount
 
-    init(channel: any Channel, protocolVersion: Int, commandTimeout: TimeAmount, logger: Logger) {
+    init(channel: any Channel, handler: NIOLoopBound<RedisCommandHandler>, protocolVersion: Int, commandTimeout: TimeAmount, logger: Logger) {
         self.channel = channel
+        self.handler = handler
         self.protocolVersion = protocolVersion
         self.commandTimeout = commandTimeout
         self.logger = logger
@@ -31,6 +35,7 @@ public final class RedisConnection: Sendable {
     ) async throws -> RedisConnection {
         let tlsContext = try configuration.tls.map { try NIOSSLContext(configuration: $0) }
         let channel: any Channel
+        let handler: NIOLoopBound<RedisCommandHandler>
         do {
             channel = try await ClientBootstrap(group: eventLoopGroup)
                 .connectTimeout(configuration.connectTimeout)
@@ -49,6 +54,9 @@ public final class RedisConnection: Sendable {
                 }
                 .connect(host: configuration.host, port: configuration.port)
                 .get()
+            handler = try await channel.eventLoop.submit {
+                NIOLoopBound(try channel.pipeline.syncOperations.handler(type: RedisCommandHandler.self), eventLoop: channel.eventLoop)
+            }.get()
         } catch {
             throw RedisError(.connectFailed, "\(configuration.host):\(configuration.port): \(error)")
         }
@@ -57,8 +65,12 @@ public final class RedisConnection: Sendable {
         let timeout = channel.eventLoop.scheduleTask(in: configuration.connectTimeout) { channel.close(promise: nil) }
         defer { timeout.cancel() }
         do {
-            let protocolVersion = try await handshake(channel: channel, configuration: configuration)
-            return RedisConnection(channel: channel, protocolVersion: protocolVersion, commandTimeout: configuration.commandTimeout, logger: logger)
+            let bare = RedisConnection(
+                channel: channel, handler: handler, protocolVersion: 2, commandTimeout: configuration.commandTimeout,
+                logger: Logger(label: "tern.redis.handshake"))
+            let protocolVersion = try await handshake(bare, configuration: configuration)
+            return RedisConnection(
+                channel: channel, handler: handler, protocolVersion: protocolVersion, commandTimeout: configuration.commandTimeout, logger: logger)
         } catch {
             channel.close(promise: nil)
             throw error
@@ -67,9 +79,7 @@ public final class RedisConnection: Sendable {
 
     /// HELLO 3 (with AUTH and SETNAME) when the configuration asks for RESP3 and the server knows
     /// it; otherwise RESP2 with AUTH and CLIENT SETNAME. Then SELECT. Returns the protocol spoken.
-    private static func handshake(channel: any Channel, configuration: RedisConfiguration) async throws -> Int {
-        let bare = RedisConnection(
-            channel: channel, protocolVersion: 2, commandTimeout: configuration.commandTimeout, logger: Logger(label: "tern.redis.handshake"))
+    private static func handshake(_ bare: RedisConnection, configuration: RedisConfiguration) async throws -> Int {
         var protocolVersion = 2
         if configuration.protocolVersion == 3 {
             var hello: [any RESPArgument] = [3]
@@ -117,13 +127,13 @@ public final class RedisConnection: Sendable {
     private func submit<Reply: Sendable>(
         _ request: RedisRequest, timeout: TimeAmount, _ promise: EventLoopPromise<Reply>
     ) async throws -> Reply {
-        // If the channel closed before the handler saw the request, the write itself fails:
-        // fail the caller too (a promise completes once; the later completion is ignored).
-        let written = channel.eventLoop.makePromise(of: Void.self)
-        written.futureResult.whenFailure { error in
-            promise.fail(RedisError(.connectionClosed, "could not send: \(error)"))
+        // The handler fails the request itself if the connection has closed.
+        if channel.eventLoop.inEventLoop {
+            handler.value.send(request, timeout: timeout)
+        } else {
+            let handler = self.handler
+            channel.eventLoop.execute { handler.value.send(request, timeout: timeout) }
         }
-        channel.writeAndFlush(RedisRequest.Timed(request: request, timeout: timeout), promise: written)
         // A cancelled caller stops waiting at once. The commands were sent and cannot be taken
         // back; their replies still arrive in order and complete the (already failed) promise,
         // which ignores them, so the connection stays in step for everyone else.
@@ -159,12 +169,6 @@ enum RedisRequest: Sendable {
     /// SUBSCRIBE or UNSUBSCRIBE: answered by a confirmation push frame per channel.
     case subscription(RESPCommand, confirmations: Int, EventLoopPromise<Void>)
 
-    /// A request with how long its replies may take.
-    struct Timed: Sendable {
-        var request: RedisRequest
-        var timeout: TimeAmount
-    }
-
     func fail(_ error: any Error) {
         switch self {
         case .one(_, let reply): reply.fail(error)
@@ -177,9 +181,8 @@ enum RedisRequest: Sendable {
 /// Writes commands, decodes the byte stream into replies and hands them back in order. Runs on
 /// the channel's event loop only. A timer closes the connection when its oldest command has
 /// waited too long, and sends PING when the connection has been quiet for a while.
-final class RedisCommandHandler: ChannelDuplexHandler {
+final class RedisCommandHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = RedisRequest.Timed
     typealias OutboundOut = ByteBuffer
 
     private enum Waiting {
@@ -201,6 +204,8 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     private var lastTraffic = NIODeadline.now()
     private var pending = CircularBuffer<Pending>(initialCapacity: 64)
     private var closed = false
+    /// This handler's place in the pipeline, while it is in it.
+    private var context: ChannelHandlerContext?
     private var scanner = RESPFrameScanner()
     /// Whether the reply at the front is incomplete and the scanner is following it.
     private var awaitingFrame = false
@@ -215,6 +220,15 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         self.commandTimeout = commandTimeout
         self.keepAliveInterval = keepAliveInterval
         self.onPush = onPush
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        failAll(RedisError(.connectionClosed, "connection is closed"))
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -246,36 +260,34 @@ final class RedisCommandHandler: ChannelDuplexHandler {
 
     private static let ping = RESPCommand("PING")
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let timed = unwrapOutboundIn(data)
-        guard !closed else {
-            let error = RedisError(.connectionClosed, "connection is closed")
-            timed.request.fail(error)
-            promise?.fail(error)
+    /// Writes a request's commands and flushes them; its replies complete its promise.
+    func send(_ request: RedisRequest, timeout: TimeAmount) {
+        guard let context, !closed else {
+            request.fail(RedisError(.connectionClosed, "connection is closed"))
             return
         }
         lastTraffic = .now()
-        let deadline = lastTraffic + timed.timeout
-        // Each command is already encoded: it goes out as is, gathered into one write by the flush.
-        switch timed.request {
+        let deadline = lastTraffic + timeout
+        // Each command is already encoded: it goes out as is.
+        switch request {
         case .one(let command, let reply):
             pending.append(Pending(waiting: .one(reply), deadline: deadline))
-            context.write(wrapOutboundOut(command.encoded), promise: promise)
+            context.writeAndFlush(wrapOutboundOut(command.encoded), promise: nil)
         case .many(let commands, let replies):
             pending.append(Pending(waiting: .many(replies, expected: commands.count), deadline: deadline))
-            write(commands, context: context, promise: promise)
+            write(commands, context: context)
         case .subscription(let command, let confirmations, let confirmed):
             pending.append(Pending(waiting: .subscription(confirmed, remaining: confirmations), deadline: deadline))
-            context.write(wrapOutboundOut(command.encoded), promise: promise)
+            context.writeAndFlush(wrapOutboundOut(command.encoded), promise: nil)
         }
     }
 
-    private func write(_ commands: [RESPCommand], context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+    private func write(_ commands: [RESPCommand], context: ChannelHandlerContext) {
         // One buffer for the whole pipeline: copying a few bytes is cheaper than a pending write
         // (and an iovec) per command.
         var buffer = context.channel.allocator.buffer(capacity: commands.reduce(0) { $0 + $1.encoded.readableBytes })
         for command in commands { buffer.writeImmutableBuffer(command.encoded) }
-        context.write(wrapOutboundOut(buffer), promise: promise)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
