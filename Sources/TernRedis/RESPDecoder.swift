@@ -50,7 +50,10 @@ public struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
         var line: String { body.getString(at: body.readerIndex, length: lineLength) ?? "" }
         let value: RESPValue
         switch marker {
-        case UInt8(ascii: "+"): value = .simpleString(line)
+        case UInt8(ascii: "+"):
+            // "+OK", the answer to most writes, without building a string from bytes.
+            let isOK = lineLength == 2 && body.getInteger(at: body.readerIndex, as: UInt16.self) == 0x4F4B
+            value = .simpleString(isOK ? "OK" : line)
         case UInt8(ascii: "-"): value = .error(line)
         case UInt8(ascii: ":"): value = .integer(number)
         case UInt8(ascii: "("): value = .bigNumber(try bigNumber(line))
