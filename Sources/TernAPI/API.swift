@@ -97,7 +97,7 @@ public struct API: Sendable {
     public func router() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: SecurityHeadersMiddleware())
-        router.add(middleware: MetricsMiddleware())
+        router.add(middleware: RequestMetricsMiddleware())
         router.add(middleware: RequestScopeMiddleware())
         router.add(middleware: ErrorMiddleware(logger: logger))
         router.get("/healthz") { _, _ in try await health() }
