@@ -171,60 +171,36 @@ extension Store {
         user: UserID, text: String, embedding: [Float]?, mode: SearchMode = .hybrid, documents: [UUID]? = nil, limit: Int = 10,
         candidates: Int = 40, exact: Bool = false
     ) async throws -> [SearchHit] {
-        let statement = SearchStatement(
-            user: user.uuid, documents: documents, embedding: embedding.map(PGVector.init), useVector: mode != .text && embedding != nil,
-            text: text, useText: mode != .vector && !text.isEmpty, candidates: candidates, limit: limit)
-        func read<Rows: AsyncSequence>(_ rows: Rows) async throws -> [SearchHit] where Rows.Element == SearchHit {
-            var hits: [SearchHit] = []
-            for try await hit in rows { hits.append(hit) }
-            return hits
-        }
-        guard exact else { return try await read(client.execute(statement, logger: logger)) }
-        return try await client.withTransaction(logger: logger) { connection in
-            try await connection.query("SET LOCAL enable_indexscan = off", logger: logger)
-            try await connection.query("SET LOCAL enable_bitmapscan = off", logger: logger)
-            return try await read(connection.execute(statement, logger: logger))
-        }
-    }
-}
-
-/// `Store.searchSQL` as a prepared statement: parsed once per connection, and planned on each
-/// run with its values (Tern's connections set `plan_cache_mode = force_custom_plan`), so a
-/// tenant with a few documents and one with millions of chunks each get the plan that suits them.
-struct SearchStatement: PostgresPreparedStatement {
-    static let name = "tern_search"
-    static let sql = Store.searchSQL
-    typealias Row = SearchHit
-
-    let user: UUID
-    let documents: [UUID]?
-    let embedding: PGVector?
-    let useVector: Bool
-    let text: String
-    let useText: Bool
-    let candidates: Int
-    let limit: Int
-
-    func makeBindings() throws -> PostgresBindings {
+        let useVector = mode != .text && embedding != nil
+        let useText = mode != .vector && !text.isEmpty
         var binds = PostgresBindings(capacity: 8)
-        binds.append(user)
+        binds.append(user.uuid)
         binds.append(documents)
-        binds.append(embedding)
+        binds.append(embedding.map(PGVector.init))
         binds.append(useVector)
         binds.append(text)
         binds.append(useText)
         binds.append(candidates)
         binds.append(limit)
-        return binds
-    }
-
-    func decodeRow(_ row: PostgresRow) throws -> SearchHit {
-        let (id, document, title, position, heading, content, score, similarity) = try row.decode(
-            (Int64, UUID, String, Int, String, String, Double, Double).self)
-        // A zero vector has no direction: its similarity to anything is NaN, shown as 0.
-        return SearchHit(
-            chunkID: id, documentID: document, title: title, position: position, heading: heading, content: content, score: score,
-            similarity: similarity.isNaN ? 0 : similarity)
+        let query = PostgresQuery(unsafeSQL: Self.searchSQL, binds: binds)
+        func read(_ rows: PostgresRowSequence) async throws -> [SearchHit] {
+            var hits: [SearchHit] = []
+            for try await (id, document, title, position, heading, content, score, similarity) in rows.decode(
+                (Int64, UUID, String, Int, String, String, Double, Double).self)
+            {
+                // A zero vector has no direction: its similarity to anything is NaN, shown as 0.
+                hits.append(SearchHit(
+                    chunkID: id, documentID: document, title: title, position: position, heading: heading, content: content, score: score,
+                    similarity: similarity.isNaN ? 0 : similarity))
+            }
+            return hits
+        }
+        guard exact else { return try await read(client.query(query, logger: logger)) }
+        return try await client.withTransaction(logger: logger) { connection in
+            try await connection.query("SET LOCAL enable_indexscan = off", logger: logger)
+            try await connection.query("SET LOCAL enable_bitmapscan = off", logger: logger)
+            return try await read(connection.query(query, logger: logger))
+        }
     }
 }
 

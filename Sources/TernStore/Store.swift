@@ -39,9 +39,6 @@ public struct Store: Sendable {
             tls: tls
         )
         configuration.options.maximumConnections = 20
-        // Prepared statements (the search) are planned with each run's values: a generic plan
-        // chosen for one tenant's data can be a poor one for another's.
-        configuration.options.additionalStartupParameters = [("plan_cache_mode", "force_custom_plan")]
         return configuration
     }
 

@@ -2,8 +2,8 @@
 
   vector_load.py search --api URL --key KEY --psql "psql args..." --user UUID --queries N --rounds R
       POST /v1/search (hybrid, with the query's vector) against the same statement run by
-      psql (PREPAREd from `tern search-sql`, a custom plan each time, as the API prepares it),
-      alternating blocks of queries; both timed by this client, end to end.
+      psql (PREPAREd from `tern search-sql`, a custom plan each time as the API's unnamed
+      statements get), alternating blocks of queries; both timed by this client, end to end.
   vector_load.py recall --psql "psql args..." --user UUID --queries N
       The statement's top 10 with the indexes against a sequential scan's (the exact answer),
       for the vector and the hybrid ranking, under the user's filter.
