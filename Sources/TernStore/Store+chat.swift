@@ -31,18 +31,9 @@ extension Store {
         user: UserID, apiKey: UUID? = nil, jobID: UUID, conversationID: UUID = UUID(), model: String, title: String,
         messages: [StoredMessage]
     ) async throws -> UUID {
-        try await client.query("""
-            WITH conversation AS (
-                INSERT INTO conversations (id, user_id, title) VALUES (\(conversationID), \(user.uuid), \(title)) RETURNING id
-            ), message AS (
-                INSERT INTO messages (conversation_id, role, content)
-                SELECT conversation.id, m.role, m.content
-                FROM conversation, unnest(\(messages.map(\.role))::text[], \(messages.map(\.content))::text[]) WITH ORDINALITY AS m (role, content, n)
-                ORDER BY m.n
-            )
-            INSERT INTO jobs (id, user_id, api_key_id, conversation_id, kind, model)
-            SELECT \(jobID), \(user.uuid), \(apiKey), conversation.id, 'chat', \(model) FROM conversation
-            """, logger: logger)
+        try await run(CreateChatStatement(
+            conversation: conversationID, user: user.uuid, title: title, roles: messages.map(\.role), contents: messages.map(\.content),
+            job: jobID, apiKey: apiKey, model: model))
         return conversationID
     }
 
@@ -68,13 +59,7 @@ extension Store {
 
     /// Marks a job active and counts the attempt; throws `jobNotStored` without its row.
     public func startJob(_ jobID: UUID, attempt: Int) async throws {
-        try await writeJob(jobID, """
-            WITH job AS (
-                UPDATE jobs SET status = 'active', attempts = \(attempt), started_at = coalesce(started_at, now())
-                WHERE id = \(jobID) AND status IN ('queued', 'active')
-                RETURNING id
-            )
-            """)
+        try await writeJob(jobID, StartJobStatement(job: jobID, attempt: attempt))
     }
 
     /// Stores the assistant's answer and completes the job, once, in one statement: a second
@@ -95,21 +80,26 @@ extension Store {
     private func finishChatJob(
         _ jobID: UUID, status: String, answer: String, model: String, usage: TokenUsage, citations: String?
     ) async throws -> Bool {
-        try await writeJob(jobID, """
-            WITH job AS (
-                UPDATE jobs SET status = \(status), finished_at = now(), error = NULL,
-                    prompt_tokens = \(usage.promptTokens), completion_tokens = \(usage.completionTokens)
-                WHERE id = \(jobID) AND status IN ('queued', 'active', 'failed')
-                RETURNING id, conversation_id
-            ), answer AS (
-                INSERT INTO messages (conversation_id, role, content, job_id, model, prompt_tokens, completion_tokens, citations)
-                SELECT conversation_id, 'assistant', \(answer), \(jobID), \(model), \(usage.promptTokens), \(usage.completionTokens),
-                    \(citations)::jsonb
-                FROM job WHERE conversation_id IS NOT NULL AND (\(status) = 'completed' OR \(answer) <> '')
-            ), touched AS (
-                UPDATE conversations SET updated_at = now() WHERE id IN (SELECT conversation_id FROM job)
-            )
-            """)
+        try await writeJob(jobID, FinishChatJobStatement(
+            job: jobID, status: status, answer: answer, model: model, usage: usage, citations: citations))
+    }
+
+    /// Runs a prepared `WITH job AS (UPDATE jobs ... RETURNING id) ... SELECT changed, stored`
+    /// statement on the job `jobID`, and returns whether it changed the row; throws
+    /// `jobNotStored` if there is no such row (yet).
+    @discardableResult
+    private func writeJob<Statement: PostgresPreparedStatement>(_ jobID: UUID, _ statement: Statement) async throws -> Bool
+    where Statement.Row == JobWrite {
+        for try await write in try await client.execute(statement, logger: logger) {
+            guard write.stored else { throw StoreError(.jobNotStored, "job \(jobID) is not stored") }
+            return write.changed
+        }
+        return false
+    }
+
+    /// Runs a prepared statement that returns no rows.
+    private func run<Statement: PostgresPreparedStatement>(_ statement: Statement) async throws {
+        for try await _ in try await client.execute(statement, logger: logger) {}
     }
 
     /// Runs `update`, the `WITH job AS (UPDATE jobs ... RETURNING id)` part of a statement on the
