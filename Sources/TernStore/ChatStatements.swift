@@ -1,8 +1,8 @@
 import Foundation
 import PostgresNIO
 
-// The statements every chat request runs (one from the API, two from the worker), prepared once
-// per connection: PostgreSQL parses them once and, after a few runs, reuses a generic plan.
+// The statements every chat request runs (one from the API, two or three from the worker),
+// prepared once per connection: PostgreSQL parses them once and, after a few runs, reuses a generic plan.
 // Parsed and planned on every run they cost about as much server time as running them.
 
 /// What a `WITH job AS (...)` write returns: whether it changed the job's row, and whether the
@@ -79,6 +79,30 @@ struct StartJobStatement: PostgresPreparedStatement {
         var binds = PostgresBindings(capacity: 2)
         binds.append(job)
         binds.append(attempt)
+        return binds
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> JobWrite { try decodeJobWrite(row) }
+}
+
+/// Marks a job failed with a reason safe to show its owner (`Store.failJob`).
+struct FailJobStatement: PostgresPreparedStatement {
+    static let sql = """
+        WITH job AS (
+            UPDATE jobs SET status = 'failed', finished_at = now(), error = $2
+            WHERE id = $1 AND status IN ('queued', 'active')
+            RETURNING id
+        )
+        """ + jobWriteResult
+    typealias Row = JobWrite
+
+    let job: UUID
+    let reason: String
+
+    func makeBindings() throws -> PostgresBindings {
+        var binds = PostgresBindings(capacity: 2)
+        binds.append(job)
+        binds.append(reason)
         return binds
     }
 

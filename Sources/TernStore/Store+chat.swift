@@ -102,22 +102,6 @@ extension Store {
         for try await _ in try await client.execute(statement, logger: logger) {}
     }
 
-    /// Runs `update`, the `WITH job AS (UPDATE jobs ... RETURNING id)` part of a statement on the
-    /// job `jobID`, and returns whether it changed the row; throws `jobNotStored` if there is no
-    /// such row (yet).
-    @discardableResult
-    private func writeJob(_ jobID: UUID, _ update: PostgresQuery) async throws -> Bool {
-        var query = update
-        query.sql += "\nSELECT (SELECT count(*) FROM job)::int, EXISTS (SELECT 1 FROM jobs WHERE id = $\(query.binds.count + 1))"
-        query.binds.append(jobID)
-        let rows = try await client.query(query, logger: logger)
-        for try await (changed, stored) in rows.decode((Int, Bool).self) {
-            guard stored else { throw StoreError(.jobNotStored, "job \(jobID) is not stored") }
-            return changed > 0
-        }
-        return false
-    }
-
     /// Marks a job cancelled before it ran (no tokens used).
     public func cancelJob(_ jobID: UUID) async throws {
         try await client.query("""
@@ -128,13 +112,7 @@ extension Store {
     /// Marks a job failed with a reason safe to show its owner; throws `jobNotStored` without
     /// its row.
     public func failJob(_ jobID: UUID, reason: String) async throws {
-        try await writeJob(jobID, """
-            WITH job AS (
-                UPDATE jobs SET status = 'failed', finished_at = now(), error = \(reason)
-                WHERE id = \(jobID) AND status IN ('queued', 'active')
-                RETURNING id
-            )
-            """)
+        try await writeJob(jobID, FailJobStatement(job: jobID, reason: reason))
     }
 
     /// The messages of a conversation, oldest first, only if it belongs to `user`.
