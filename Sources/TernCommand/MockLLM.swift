@@ -76,24 +76,35 @@ struct MockLLM: AsyncParsableCommand {
             let strikeAt = fault.mode != nil && faults.shouldFail(model, times: fault.times) ? fault.after : -1
             return Response(status: .ok, headers: [.contentType: "text/event-stream"], body: .init { writer in
                 defer { stats.end() }
-                var sent = 0
+                // Events go out together until the next pause (a gap between pieces, a fault):
+                // without a gap the whole answer is one write, as a real server's buffer would send it.
+                var batch = ByteBuffer()
+                var batched = 0, sent = 0
                 do {
                     for (index, piece) in pieces.enumerated() {
+                        if index == strikeAt || gap > .zero, batch.readableBytes > 0 {
+                            try await writer.write(batch)
+                            batch.clear()
+                            sent += batched
+                            batched = 0
+                        }
                         if index == strikeAt {
                             switch fault.mode {
                             case "hang": try await Task.sleep(for: .seconds(3600))  // until the client gives up
                             case "disconnect": throw MockFault.Disconnect()  // closes the connection mid-body
-                            case "malformed": try await writer.write(ByteBuffer(string: "data: {\"choices\": [unterminated\n\n"))
+                            case "malformed": batch.writeString("data: {\"choices\": [unterminated\n\n")
                             default: break
                             }
                         }
                         if gap > .zero { try await Task.sleep(for: gap) }
-                        try await writer.write(Self.event(["choices": [["index": 0, "delta": ["content": piece], "finish_reason": NSNull()]], "model": model]))
-                        sent += 1
+                        batch.writeImmutableBuffer(try Self.event(["choices": [["index": 0, "delta": ["content": piece], "finish_reason": NSNull()]], "model": model]))
+                        batched += 1
                     }
-                    try await writer.write(Self.event(["choices": [["index": 0, "delta": [String: String](), "finish_reason": finish]], "model": model]))
-                    if includeUsage { try await writer.write(Self.event(["choices": [Any](), "usage": usage, "model": model])) }
-                    try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                    batch.writeImmutableBuffer(try Self.event(["choices": [["index": 0, "delta": [String: String](), "finish_reason": finish]], "model": model]))
+                    if includeUsage { batch.writeImmutableBuffer(try Self.event(["choices": [Any](), "usage": usage, "model": model])) }
+                    batch.writeString("data: [DONE]\n\n")
+                    try await writer.write(batch)
+                    sent += batched
                     try await writer.finish(nil)
                 } catch let error where !(error is MockFault.Disconnect) {
                     // The client went away (or the server is stopping) before the end.
