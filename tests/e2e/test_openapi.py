@@ -28,7 +28,7 @@ def test_every_generated_request_gets_a_documented_answer(stack):
         schemathesis = pathlib.Path(os.environ.get("TERN_VENV", pathlib.Path(__file__).resolve().parents[2] / ".tern" / "venv")) / "bin" / "schemathesis"
         result = subprocess.run(
             [str(schemathesis), "run", base + "/openapi.json", "--checks", CHECKS, "--max-examples", "60", "--seed", "1",
-             "--workers", "2", "--request-timeout", "60", "--suppress-health-check", "all", "--no-color",
+             "--workers", "1", "--request-timeout", "60", "--suppress-health-check", "all", "--no-color",
              "-H", f"Authorization: Bearer {key}"],
             capture_output=True, text=True, timeout=1800)
         report.write_text(result.stdout + result.stderr)
