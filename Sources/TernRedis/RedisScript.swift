@@ -32,15 +32,20 @@ extension RedisScript {
 }
 
 extension RedisClient {
-    /// Runs a script: EVALSHA, and on NOSCRIPT loads it (SCRIPT LOAD) and retries once.
+    /// Runs a script: EVALSHA, and on NOSCRIPT loads it (SCRIPT LOAD) and retries, up to three
+    /// times (a server restarting again between the load and the retry empties its cache again).
     @discardableResult
     public func run(_ script: RedisScript, keys: [String], arguments: [any RESPArgument] = []) async throws -> RESPValue {
         let tail: [any RESPArgument] = [keys.count] + keys + arguments
-        do {
-            return try await send(RESPCommand("EVALSHA", [script.sha1] + tail))
-        } catch let error as RedisError where error.code == .server && error.message.hasPrefix("NOSCRIPT") {
-            try await send("SCRIPT", "LOAD", script.source)
-            return try await send(RESPCommand("EVALSHA", [script.sha1] + tail))
+        let command = RESPCommand("EVALSHA", [script.sha1] + tail)
+        var loads = 0
+        while true {
+            do {
+                return try await send(command)
+            } catch let error as RedisError where error.code == .server && error.message.hasPrefix("NOSCRIPT") && loads < 3 {
+                loads += 1
+                try await send("SCRIPT", "LOAD", script.source)
+            }
         }
     }
 }
