@@ -79,14 +79,13 @@ struct MockLLM: AsyncParsableCommand {
                 // Events go out together until the next pause (a gap between pieces, a fault):
                 // without a gap the whole answer is one write, as a real server's buffer would send it.
                 var batch = ByteBuffer()
-                var batched = 0, sent = 0
+                var sent = 0  // pieces written
                 do {
                     for (index, piece) in pieces.enumerated() {
                         if index == strikeAt || gap > .zero, batch.readableBytes > 0 {
                             try await writer.write(batch)
                             batch.clear()
-                            sent += batched
-                            batched = 0
+                            sent = index
                         }
                         if index == strikeAt {
                             switch fault.mode {
@@ -98,13 +97,12 @@ struct MockLLM: AsyncParsableCommand {
                         }
                         if gap > .zero { try await Task.sleep(for: gap) }
                         batch.writeImmutableBuffer(try Self.event(["choices": [["index": 0, "delta": ["content": piece], "finish_reason": NSNull()]], "model": model]))
-                        batched += 1
                     }
                     batch.writeImmutableBuffer(try Self.event(["choices": [["index": 0, "delta": [String: String](), "finish_reason": finish]], "model": model]))
                     if includeUsage { batch.writeImmutableBuffer(try Self.event(["choices": [Any](), "usage": usage, "model": model])) }
                     batch.writeString("data: [DONE]\n\n")
                     try await writer.write(batch)
-                    sent += batched
+                    sent = pieces.count
                     try await writer.finish(nil)
                 } catch let error where !(error is MockFault.Disconnect) {
                     // The client went away (or the server is stopping) before the end.

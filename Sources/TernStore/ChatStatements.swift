@@ -15,9 +15,16 @@ struct JobWrite: Sendable {
 /// The tail of every job write: $1 is always the job's id.
 private let jobWriteResult = "\nSELECT (SELECT count(*) FROM job) > 0, EXISTS (SELECT 1 FROM jobs WHERE id = $1)"
 
-private func decodeJobWrite(_ row: PostgresRow) throws -> JobWrite {
-    let (changed, stored) = try row.decode((Bool, Bool).self)
-    return JobWrite(changed: changed, stored: stored)
+/// A prepared write of one job's row, ending in `jobWriteResult`.
+protocol JobWriteStatement: PostgresPreparedStatement where Row == JobWrite {
+    var job: UUID { get }
+}
+
+extension JobWriteStatement {
+    func decodeRow(_ row: PostgresRow) throws -> JobWrite {
+        let (changed, stored) = try row.decode((Bool, Bool).self)
+        return JobWrite(changed: changed, stored: stored)
+    }
 }
 
 /// A conversation with its first messages and its queued chat job (`Store.createChat`).
@@ -62,7 +69,7 @@ struct CreateChatStatement: PostgresPreparedStatement {
 }
 
 /// Marks a job active and counts the attempt (`Store.startJob`).
-struct StartJobStatement: PostgresPreparedStatement {
+struct StartJobStatement: JobWriteStatement {
     static let sql = """
         WITH job AS (
             UPDATE jobs SET status = 'active', attempts = $2, started_at = coalesce(started_at, now())
@@ -81,12 +88,10 @@ struct StartJobStatement: PostgresPreparedStatement {
         binds.append(attempt)
         return binds
     }
-
-    func decodeRow(_ row: PostgresRow) throws -> JobWrite { try decodeJobWrite(row) }
 }
 
 /// Marks a job failed with a reason safe to show its owner (`Store.failJob`).
-struct FailJobStatement: PostgresPreparedStatement {
+struct FailJobStatement: JobWriteStatement {
     static let sql = """
         WITH job AS (
             UPDATE jobs SET status = 'failed', finished_at = now(), error = $2
@@ -105,13 +110,11 @@ struct FailJobStatement: PostgresPreparedStatement {
         binds.append(reason)
         return binds
     }
-
-    func decodeRow(_ row: PostgresRow) throws -> JobWrite { try decodeJobWrite(row) }
 }
 
 /// Stores the assistant's answer and finishes the job, once (`Store.completeChatJob`,
 /// `Store.stopChatJob`).
-struct FinishChatJobStatement: PostgresPreparedStatement {
+struct FinishChatJobStatement: JobWriteStatement {
     static let sql = """
         WITH job AS (
             UPDATE jobs SET status = $2, finished_at = now(), error = NULL, prompt_tokens = $5, completion_tokens = $6
@@ -145,6 +148,4 @@ struct FinishChatJobStatement: PostgresPreparedStatement {
         binds.append(citations)
         return binds
     }
-
-    func decodeRow(_ row: PostgresRow) throws -> JobWrite { try decodeJobWrite(row) }
 }

@@ -59,7 +59,7 @@ extension Store {
 
     /// Marks a job active and counts the attempt; throws `jobNotStored` without its row.
     public func startJob(_ jobID: UUID, attempt: Int) async throws {
-        try await writeJob(jobID, StartJobStatement(job: jobID, attempt: attempt))
+        try await writeJob(StartJobStatement(job: jobID, attempt: attempt))
     }
 
     /// Stores the assistant's answer and completes the job, once, in one statement: a second
@@ -80,18 +80,16 @@ extension Store {
     private func finishChatJob(
         _ jobID: UUID, status: String, answer: String, model: String, usage: TokenUsage, citations: String?
     ) async throws -> Bool {
-        try await writeJob(jobID, FinishChatJobStatement(
+        try await writeJob(FinishChatJobStatement(
             job: jobID, status: status, answer: answer, model: model, usage: usage, citations: citations))
     }
 
-    /// Runs a prepared `WITH job AS (UPDATE jobs ... RETURNING id) ... SELECT changed, stored`
-    /// statement on the job `jobID`, and returns whether it changed the row; throws
+    /// Runs a prepared write of one job's row and returns whether it changed the row; throws
     /// `jobNotStored` if there is no such row (yet).
     @discardableResult
-    private func writeJob<Statement: PostgresPreparedStatement>(_ jobID: UUID, _ statement: Statement) async throws -> Bool
-    where Statement.Row == JobWrite {
+    private func writeJob(_ statement: some JobWriteStatement) async throws -> Bool {
         for try await write in try await client.execute(statement, logger: logger) {
-            guard write.stored else { throw StoreError(.jobNotStored, "job \(jobID) is not stored") }
+            guard write.stored else { throw StoreError(.jobNotStored, "job \(statement.job) is not stored") }
             return write.changed
         }
         return false
@@ -112,7 +110,7 @@ extension Store {
     /// Marks a job failed with a reason safe to show its owner; throws `jobNotStored` without
     /// its row.
     public func failJob(_ jobID: UUID, reason: String) async throws {
-        try await writeJob(jobID, FailJobStatement(job: jobID, reason: reason))
+        try await writeJob(FailJobStatement(job: jobID, reason: reason))
     }
 
     /// The messages of a conversation, oldest first, only if it belongs to `user`.
