@@ -1,33 +1,64 @@
 import Foundation
 import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
 import Testing
 import TernRedis
 import TernTestSupport
 
 /// A Redis server of the test's own, so it can be restarted without disturbing other tests.
+/// Its ports are ones the system has just handed out as free, not guesses that may be taken.
 final class PrivateRedisServer: Sendable {
     let port: Int
+    /// Set when the server also listens with TLS (`tls` given to `init`).
+    let tlsPort: Int?
     let directory: URL
-    let extraArguments: [String]
+    private let tls: (certificate: String, key: String)?
     private let process = NIOLockedValueBox<Process?>(nil)
 
-    init(extraArguments: [String] = []) throws {
-        self.extraArguments = extraArguments
-        port = Int.random(in: 20_000...29_999)
+    init(tls: (certificate: String, key: String)? = nil) async throws {
+        self.tls = tls
+        port = try await Self.unusedPort()
+        tlsPort = tls == nil ? nil : try await Self.unusedPort()
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("tern-redis-\(port)-\(UUID().uuidString.prefix(6))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     }
 
     var url: String { "redis://127.0.0.1:\(port)" }
+    private var logFile: URL { directory.appendingPathComponent("redis.log") }
 
-    func start() throws {
+    /// Starts the server and returns once it answers on its plain port; if it exits first
+    /// (a port taken after all), throws with the end of its log.
+    func start() async throws {
+        var arguments = ["--bind", "127.0.0.1", "--port", String(port), "--dir", directory.path,
+                         "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--logfile", logFile.path]
+        if let tls, let tlsPort {
+            arguments += ["--tls-port", String(tlsPort), "--tls-cert-file", tls.certificate, "--tls-key-file", tls.key,
+                          "--tls-ca-cert-file", tls.certificate, "--tls-auth-clients", "no"]
+        }
         let server = Process()
         server.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        server.arguments = ["--bind", "127.0.0.1", "--port", String(port), "--dir", directory.path,
-                            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--logfile", ""] + extraArguments
+        server.arguments = arguments
         server.standardOutput = FileHandle.nullDevice
         try server.run()
         process.withLockedValue { $0 = server }
+        let ready = await eventually(timeout: .seconds(60)) {
+            guard server.isRunning else { return true }
+            return (try? await TestServices.withRedis(url: self.url) { try await $0.send("PING") })?.string == "PONG"
+        }
+        guard ready, server.isRunning else {
+            let log = (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
+            throw PrivateRedisServerError(reason: "redis-server did not start: \(log.suffix(2000))")
+        }
+    }
+
+    /// A port nothing listens on: the system picks it for a listener that is closed at once.
+    private static func unusedPort() async throws -> Int {
+        let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { listener.close(promise: nil) }
+        guard let port = listener.localAddress?.port else { throw PrivateRedisServerError(reason: "no port from the system") }
+        return port
     }
 
     /// Stops the server with SHUTDOWN (it writes its append-only file) and waits for it to exit.
@@ -43,14 +74,18 @@ final class PrivateRedisServer: Sendable {
     }
 }
 
+struct PrivateRedisServerError: Error, CustomStringConvertible {
+    let reason: String
+    var description: String { reason }
+}
+
 @Suite struct RedisRestartTests {
     /// Eight callers write in a loop while the server restarts: every call returns (an error or a
     /// reply, none hangs), the client reconnects by itself, and no acknowledged write is lost.
     @Test func survivesARestartUnderLoadWithoutLosingAcknowledgedWrites() async throws {
-        let server = try PrivateRedisServer()
-        try server.start()
+        let server = try await PrivateRedisServer()
+        try await server.start()
         let client = RedisClient(configuration: try RedisConfiguration(url: server.url))
-        #expect(await eventually { (try? await client.send("PING"))?.string == "PONG" })
 
         let callers = 8
         let acknowledged = NIOLockedValueBox([Int64](repeating: 0, count: callers))
@@ -75,7 +110,7 @@ final class PrivateRedisServer: Sendable {
             #expect(await eventually { total() > 2000 })
             try await server.shutdown()
             let beforeRestart = total()
-            try server.start()
+            try await server.start()
             // Writes flow again after the restart, through the same client.
             #expect(await eventually(timeout: .seconds(60)) { total() > beforeRestart + 2000 })
             stop.withLockedValue { $0 = true }

@@ -21,12 +21,9 @@ import TernTestSupport
         openssl.waitUntilExit()
         try #require(openssl.terminationStatus == 0)
 
-        let tlsPort = Int.random(in: 30_000...39_999)
-        let server = try PrivateRedisServer(extraArguments: [
-            "--tls-port", String(tlsPort), "--tls-cert-file", certificate, "--tls-key-file", key,
-            "--tls-ca-cert-file", certificate, "--tls-auth-clients", "no",
-        ])
-        try server.start()
+        let server = try await PrivateRedisServer(tls: (certificate, key))
+        try await server.start()
+        let tlsPort = try #require(server.tlsPort)
 
         var configuration = try RedisConfiguration(url: "rediss://localhost:\(tlsPort)")
         configuration.tls?.trustRoots = .file(certificate)
