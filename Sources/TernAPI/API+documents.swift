@@ -58,12 +58,26 @@ struct DocumentUpload: Decodable {
 struct SearchRequest: Decodable {
     let query: String
     /// The query's vector, if the caller has it; otherwise `query` is embedded.
-    let embedding: [Float]?
+    let embedding: FloatArray?
     /// hybrid (default), vector or text.
     let mode: String?
     /// Only these of the caller's documents.
     let documents: [String]?
     let top_k: Int?
+}
+
+/// A JSON array of numbers, read element by element as `Float`: more than twice as fast as
+/// `[Float]`'s generic decoding, and a search's body is mostly its 384 numbers.
+struct FloatArray: Decodable {
+    let values: [Float]
+
+    init(from decoder: any Decoder) throws {
+        var container = try decoder.unkeyedContainer()
+        var values: [Float] = []
+        values.reserveCapacity(min(container.count ?? 0, Store.embeddingDimensions))
+        while !container.isAtEnd { values.append(try container.decode(Float.self)) }
+        self.values = values
+    }
 }
 
 struct SearchResults: Encodable {
@@ -179,7 +193,7 @@ extension API {
             guard query.count <= configuration.limits.maximumPromptCharacters else {
                 throw APIError(.contentTooLarge, code: "prompt_too_large", message: "The query is too long.", param: "query")
             }
-            if let embedding = body.embedding,
+            if let embedding = body.embedding?.values,
                embedding.count != Store.embeddingDimensions || !embedding.allSatisfy(\.isFinite) || !embedding.contains(where: { $0 != 0 }) {
                 throw APIError.invalid("'embedding' must hold \(Store.embeddingDimensions) finite numbers, not all zero.", param: "embedding")
             }
@@ -190,7 +204,7 @@ extension API {
                     return id
                 }
             }
-            var embedding = body.embedding
+            var embedding = body.embedding?.values
             if embedding == nil, mode != .text {
                 // The query is embedded by a worker, as any embedding request is.
                 guard let model = configuration.embeddingModels.first else { throw APIError.noEmbeddingModel }

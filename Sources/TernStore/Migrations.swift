@@ -148,5 +148,7 @@ enum Migrations {
                 ADD CONSTRAINT documents_format_check CHECK (format IN ('text', 'markdown', 'html', 'pdf'))
             """,
         ]),
+        // Search as a function: parsed once per connection, planned for each call (Store.searchFunction).
+        (7, "search function", [Store.searchFunction]),
     ]
 }

@@ -185,12 +185,16 @@ extension Store {
         let query = PostgresQuery(unsafeSQL: Self.searchSQL, binds: binds)
         func read(_ rows: PostgresRowSequence) async throws -> [SearchHit] {
             var hits: [SearchHit] = []
-            for try await (id, document, title, position, heading, content, score, similarity) in rows.decode(
-                (Int64, UUID, String, Int, String, String, Double, Double).self)
-            {
-                // A zero vector has no direction: its similarity to anything is NaN, shown as 0.
+            for try await row in rows {
+                // Column by column: decoding the row as one tuple costs more than the rest of reading it.
+                let cells = row.makeRandomAccess()
+                let similarity = try cells[7].decode(Double.self)
                 hits.append(SearchHit(
-                    chunkID: id, documentID: document, title: title, position: position, heading: heading, content: content, score: score,
+                    chunkID: try cells[0].decode(Int64.self), documentID: try cells[1].decode(UUID.self),
+                    title: try cells[2].decode(String.self), position: try cells[3].decode(Int.self),
+                    heading: try cells[4].decode(String.self), content: try cells[5].decode(String.self),
+                    score: try cells[6].decode(Double.self),
+                    // A zero vector has no direction: its similarity to anything is NaN, shown as 0.
                     similarity: similarity.isNaN ? 0 : similarity))
             }
             return hits
@@ -210,6 +214,20 @@ extension Store {
     /// $4 whether to rank by vector, $5 query text, $6 whether to rank by text, $7 candidates
     /// per ranking, $8 hits.
     public static let searchSQL = """
+        SELECT chunk_id, document_id, title, chunk_position, heading, content, score, similarity
+        FROM search_chunks($1, $2::uuid[], $3::vector, $4, $5, $6, $7::int, $8::int)
+        """
+
+    /// The search itself, a SQL function (migration 7) so that the server parses it once per
+    /// connection, not on every call, and plans it for every call's values: the best plan
+    /// depends on how many chunks the caller owns, and a plan cached for one user (a generic
+    /// plan) can be slow for another. A change to it is a new migration with its new text.
+    static let searchFunction = """
+        CREATE OR REPLACE FUNCTION search_chunks(uuid, uuid[], vector, boolean, text, boolean, int, int)
+        RETURNS TABLE (chunk_id bigint, document_id uuid, title text, chunk_position int, heading text, content text,
+                       score float8, similarity float8)
+        LANGUAGE sql STABLE SET plan_cache_mode = force_custom_plan
+        AS $search$
         WITH owned AS (
             SELECT id FROM documents WHERE user_id = $1 AND ($2::uuid[] IS NULL OR id = ANY($2::uuid[]))
         ), nearest AS (
@@ -232,6 +250,7 @@ extension Store {
             CASE WHEN $4 THEN (1 - (c.embedding <=> $3::vector))::float8 ELSE 0 END
         FROM fused f JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
         ORDER BY f.score DESC, c.id LIMIT $8
+        $search$
         """
 
     /// How many chunks of a document are stored (a retried ingestion goes on from there).
