@@ -2,8 +2,8 @@
 
   vector_load.py search --api URL --key KEY --psql "psql args..." --user UUID --queries N --rounds R
       POST /v1/search (hybrid, with the query's vector) against the same statement run by
-      psql (PREPAREd from `tern search-sql`, a custom plan each time as the API's unnamed
-      statements get), alternating blocks of queries; both timed by this client, end to end.
+      psql (PREPAREd from `tern search-sql`: a call of the search_chunks function, planned for
+      each call's values), alternating blocks of queries; both timed by this client, end to end.
   vector_load.py recall --psql "psql args..." --user UUID --queries N
       The statement's top 10 with the indexes against a sequential scan's (the exact answer),
       for the vector and the hybrid ranking, under the user's filter.
@@ -11,10 +11,10 @@
       Uploads N generated Markdown documents and waits until all are ingested; chunks a second.
 """
 import argparse
-import http.client
 import json
 import random
 import shlex
+import socket
 import subprocess
 import time
 import urllib.parse
@@ -81,12 +81,36 @@ class Psql:
         self.process.wait(timeout=60)
 
 
+class OneWriteHTTP:
+    """HTTP/1.1 on one kept-alive connection, each request sent in one write as psql sends its
+    query (http.client writes a body over 2,920 bytes apart from the headers, and the server
+    then waits for the second write), the answer read by its Content-Length."""
+
+    def __init__(self, url):
+        address = urllib.parse.urlsplit(url)
+        self.host = f"{address.hostname}:{address.port}"
+        self.socket = socket.create_connection((address.hostname, address.port), timeout=60)
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = self.socket.makefile("rb")
+
+    def post(self, path, body, headers):
+        head = [f"POST {path} HTTP/1.1", f"Host: {self.host}", f"Content-Length: {len(body)}"]
+        head += [f"{name}: {value}" for name, value in headers.items()]
+        self.socket.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        status = int(self.reader.readline().split()[1])
+        length = 0
+        while (line := self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, self.reader.read(length)
+
+
 def search_phase(args):
     sql = subprocess.run(args.tern.split() + ["search-sql"], capture_output=True, text=True, check=True).stdout
     psql = Psql(args.psql, sql)
     # One kept-alive connection, as psql keeps one session: the lightest HTTP client there is.
-    address = urllib.parse.urlsplit(args.api)
-    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+    connection = OneWriteHTTP(args.api)
     headers = {"Authorization": f"Bearer {args.key}", "Content-Type": "application/json"}
     generator = random.Random(1)
     times = {"tern": [], "psql": []}
@@ -94,13 +118,11 @@ def search_phase(args):
 
     def tern(vector, text):
         nonlocal errors
-        body = json.dumps({"query": text, "embedding": vector, "mode": "hybrid", "top_k": 10})
+        body = json.dumps({"query": text, "embedding": vector, "mode": "hybrid", "top_k": 10}).encode()
         start = time.perf_counter()
-        connection.request("POST", "/v1/search", body=body, headers=headers)
-        response = connection.getresponse()
-        data = response.read()
+        status, data = connection.post("/v1/search", body, headers)
         elapsed = time.perf_counter() - start
-        if response.status != 200 or not json.loads(data)["data"]:
+        if status != 200 or not json.loads(data)["data"]:
             errors += 1
         return elapsed
 
