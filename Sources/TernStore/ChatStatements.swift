@@ -1,8 +1,8 @@
 import Foundation
 import PostgresNIO
 
-// The statements every chat request runs (one from the API, two or three from the worker),
-// prepared once per connection: PostgreSQL parses them once and, after a few runs, reuses a generic plan.
+// The statements every chat request runs (one from the API as it starts, one from the worker
+// as it ends), prepared once per connection: PostgreSQL parses them once and, after a few runs, reuses a generic plan.
 // Parsed and planned on every run they cost about as much server time as running them.
 
 /// What a `WITH job AS (...)` write returns: whether it changed the job's row, and whether the
@@ -68,33 +68,12 @@ struct CreateChatStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws {}
 }
 
-/// Marks a job active and counts the attempt (`Store.startJob`).
-struct StartJobStatement: JobWriteStatement {
-    static let sql = """
-        WITH job AS (
-            UPDATE jobs SET status = 'active', attempts = $2, started_at = coalesce(started_at, now())
-            WHERE id = $1 AND status IN ('queued', 'active')
-            RETURNING id
-        )
-        """ + jobWriteResult
-    typealias Row = JobWrite
-
-    let job: UUID
-    let attempt: Int
-
-    func makeBindings() throws -> PostgresBindings {
-        var binds = PostgresBindings(capacity: 2)
-        binds.append(job)
-        binds.append(attempt)
-        return binds
-    }
-}
-
 /// Marks a job failed with a reason safe to show its owner (`Store.failJob`).
 struct FailJobStatement: JobWriteStatement {
     static let sql = """
         WITH job AS (
-            UPDATE jobs SET status = 'failed', finished_at = now(), error = $2
+            UPDATE jobs SET status = 'failed', finished_at = now(), error = $2,
+                attempts = greatest(attempts, $3), started_at = coalesce(started_at, $4)
             WHERE id = $1 AND status IN ('queued', 'active')
             RETURNING id
         )
@@ -103,11 +82,14 @@ struct FailJobStatement: JobWriteStatement {
 
     let job: UUID
     let reason: String
+    let run: JobRun?
 
     func makeBindings() throws -> PostgresBindings {
-        var binds = PostgresBindings(capacity: 2)
+        var binds = PostgresBindings(capacity: 4)
         binds.append(job)
         binds.append(reason)
+        binds.append(run?.attempt ?? 0)
+        binds.append(run?.startedAt)
         return binds
     }
 }
@@ -117,7 +99,8 @@ struct FailJobStatement: JobWriteStatement {
 struct FinishChatJobStatement: JobWriteStatement {
     static let sql = """
         WITH job AS (
-            UPDATE jobs SET status = $2, finished_at = now(), error = NULL, prompt_tokens = $5, completion_tokens = $6
+            UPDATE jobs SET status = $2, finished_at = now(), error = NULL, prompt_tokens = $5, completion_tokens = $6,
+                attempts = greatest(attempts, $8), started_at = coalesce(started_at, $9, now())
             WHERE id = $1 AND status IN ('queued', 'active', 'failed')
             RETURNING id, conversation_id
         ), answer AS (
@@ -136,9 +119,10 @@ struct FinishChatJobStatement: JobWriteStatement {
     let model: String
     let usage: TokenUsage
     let citations: String?
+    let run: JobRun?
 
     func makeBindings() throws -> PostgresBindings {
-        var binds = PostgresBindings(capacity: 7)
+        var binds = PostgresBindings(capacity: 9)
         binds.append(job)
         binds.append(status)
         binds.append(answer)
@@ -146,6 +130,8 @@ struct FinishChatJobStatement: JobWriteStatement {
         binds.append(usage.promptTokens)
         binds.append(usage.completionTokens)
         binds.append(citations)
+        binds.append(run?.attempt ?? 1)
+        binds.append(run?.startedAt)
         return binds
     }
 }

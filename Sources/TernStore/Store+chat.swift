@@ -14,6 +14,19 @@ public struct StoredMessage: Sendable, Equatable {
     }
 }
 
+/// The attempt of a job that ends it. A job's row is written when the job ends, not when it
+/// starts (the queue in Redis knows what runs): the ending attempt is counted in `attempts`,
+/// and its start is the row's `started_at` unless one was recorded before.
+public struct JobRun: Sendable {
+    public let attempt: Int
+    public let startedAt: Date
+
+    public init(attempt: Int, startedAt: Date) {
+        self.attempt = attempt
+        self.startedAt = startedAt
+    }
+}
+
 /// Token counts of one generation.
 public struct TokenUsage: Sendable, Equatable, Codable {
     public var promptTokens: Int
@@ -57,31 +70,30 @@ extension Store {
             """, logger: logger)
     }
 
-    /// Marks a job active and counts the attempt; throws `jobNotStored` without its row.
-    public func startJob(_ jobID: UUID, attempt: Int) async throws {
-        try await writeJob(StartJobStatement(job: jobID, attempt: attempt))
-    }
-
     /// Stores the assistant's answer and completes the job, once, in one statement: a second
     /// call for the same job (a redelivered job that had already finished) changes nothing and
     /// returns `false`. Throws `jobNotStored` without the job's row.
     @discardableResult
-    public func completeChatJob(_ jobID: UUID, answer: String, model: String, usage: TokenUsage, citations: String? = nil) async throws -> Bool {
-        try await finishChatJob(jobID, status: "completed", answer: answer, model: model, usage: usage, citations: citations)
+    public func completeChatJob(
+        _ jobID: UUID, answer: String, model: String, usage: TokenUsage, citations: String? = nil, run: JobRun? = nil
+    ) async throws -> Bool {
+        try await finishChatJob(jobID, status: "completed", answer: answer, model: model, usage: usage, citations: citations, run: run)
     }
 
     /// Stores the part of the answer streamed before the job was cancelled (if any) and the
     /// tokens it used, and marks the job cancelled, once.
     @discardableResult
-    public func stopChatJob(_ jobID: UUID, answer: String, model: String, usage: TokenUsage, citations: String? = nil) async throws -> Bool {
-        try await finishChatJob(jobID, status: "cancelled", answer: answer, model: model, usage: usage, citations: citations)
+    public func stopChatJob(
+        _ jobID: UUID, answer: String, model: String, usage: TokenUsage, citations: String? = nil, run: JobRun? = nil
+    ) async throws -> Bool {
+        try await finishChatJob(jobID, status: "cancelled", answer: answer, model: model, usage: usage, citations: citations, run: run)
     }
 
     private func finishChatJob(
-        _ jobID: UUID, status: String, answer: String, model: String, usage: TokenUsage, citations: String?
+        _ jobID: UUID, status: String, answer: String, model: String, usage: TokenUsage, citations: String?, run: JobRun?
     ) async throws -> Bool {
         try await writeJob(FinishChatJobStatement(
-            job: jobID, status: status, answer: answer, model: model, usage: usage, citations: citations))
+            job: jobID, status: status, answer: answer, model: model, usage: usage, citations: citations, run: run))
     }
 
     /// Runs a prepared write of one job's row and returns whether it changed the row; throws
@@ -107,10 +119,10 @@ extension Store {
             """, logger: logger)
     }
 
-    /// Marks a job failed with a reason safe to show its owner; throws `jobNotStored` without
-    /// its row.
-    public func failJob(_ jobID: UUID, reason: String) async throws {
-        try await writeJob(FailJobStatement(job: jobID, reason: reason))
+    /// Marks a job failed with a reason safe to show its owner (and the attempt that failed
+    /// it, if one ran); throws `jobNotStored` without its row.
+    public func failJob(_ jobID: UUID, reason: String, run: JobRun? = nil) async throws {
+        try await writeJob(FailJobStatement(job: jobID, reason: reason, run: run))
     }
 
     /// The messages of a conversation, oldest first, only if it belongs to `user`.

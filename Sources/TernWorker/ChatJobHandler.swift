@@ -86,11 +86,10 @@ public struct ChatJobHandler: JobHandler {
             if fitted.count < messages.count { logger.info("conversation trimmed to the context window", metadata: ["dropped": "\(messages.count - fitted.count)"]) }
             messages = fitted
         }
-        // The model call starts first; what an earlier attempt left and the bookkeeping of the
-        // start are read and written while the model reads the prompt, off the way to the first
-        // token. The start event still comes before any token, the row before the end.
+        // The model call starts first; what an earlier attempt left is read and the start is
+        // announced while the model reads the prompt, off the way to the first token. The start
+        // event still comes before any token.
         let answerParts = route.streamChat(messages: messages, options: chat.options)
-        async let startStored: Void = whenStored { try await store.startJob(job.id.uuid, attempt: job.attempt) }
         async let startAnnounced = events.append(job.id, ChatEvent.started(attempt: job.attempt).fields)
         let earlier = try await earlierEvents(job)
         if let finished = try await finishedEarlier(job, chat, earlier: earlier, logger: logger) {
@@ -158,14 +157,12 @@ public struct ChatJobHandler: JobHandler {
         }
         // The event first: if the worker dies before storing, the next attempt finds `done` and
         // stores what was streamed, rather than generating (and perhaps diverging) again.
-        // The start's row is only bookkeeping (the end's statement accepts a queued job too,
-        // and a start stored after the end changes nothing).
         _ = try await startAnnounced
         let usage = TokenUsage(promptTokens: finish.promptTokens, completionTokens: finish.completionTokens)
         try await events.append(job.id, ChatEvent.done(finishReason: finish.reason, promptTokens: usage.promptTokens, completionTokens: usage.completionTokens).fields)
-        do { try await startStored } catch { logger.warning("the job's start was not stored", metadata: ["error": "\(type(of: error))"]) }
         try await whenStored {
-            try await store.completeChatJob(job.id.uuid, answer: answer, model: chat.model, usage: usage, citations: citations.map(Citation.json))
+            try await store.completeChatJob(
+                job.id.uuid, answer: answer, model: chat.model, usage: usage, citations: citations.map(Citation.json), run: JobRun(job))
         }
         await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
         logger.info("chat job completed", metadata: ["completion_tokens": "\(usage.completionTokens)"])
@@ -183,7 +180,8 @@ public struct ChatJobHandler: JobHandler {
         guard let usage = earlier.lazy.compactMap(\.usage).first else { return nil }
         let citations = earlier.lazy.compactMap { event -> [Citation]? in if case .sources(let citations) = event { citations } else { nil } }.last
         try await whenStored {
-            try await store.completeChatJob(job.id.uuid, answer: earlier.streamedText, model: chat.model, usage: usage, citations: citations.map(Citation.json))
+            try await store.completeChatJob(
+                job.id.uuid, answer: earlier.streamedText, model: chat.model, usage: usage, citations: citations.map(Citation.json), run: JobRun(job))
         }
         await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
         return JobOutcome(tokens: usage.promptTokens + usage.completionTokens)
@@ -207,7 +205,8 @@ public struct ChatJobHandler: JobHandler {
                 guard try await Self.persistently({ try await queue.status(job.id)?.cancelRequested ?? false }) else { return }
                 try await whenStored {
                     try await Self.persistently {
-                        try await store.stopChatJob(job.id.uuid, answer: answer, model: chat.model, usage: usage, citations: citations.map(Citation.json))
+                        try await store.stopChatJob(
+                            job.id.uuid, answer: answer, model: chat.model, usage: usage, citations: citations.map(Citation.json), run: JobRun(job))
                     }
                 }
                 await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
@@ -249,7 +248,7 @@ public struct ChatJobHandler: JobHandler {
     /// tells the client (the job's `error` event).
     private func fail(_ job: ClaimedJob, code: String, message: String, logger: Logger) async throws -> JobFailure {
         logger.warning("chat job failed", metadata: ["code": "\(code)"])
-        try await whenStored { try await store.failJob(job.id.uuid, reason: message) }
+        try await whenStored { try await store.failJob(job.id.uuid, reason: message, run: JobRun(job)) }
         return JobFailure(code: code, message, retry: .never)
     }
 }
@@ -268,6 +267,13 @@ extension ChatEvent {
     var usage: TokenUsage? {
         if case .done(_, let prompt, let completion) = self { return TokenUsage(promptTokens: prompt, completionTokens: completion) }
         return nil
+    }
+}
+
+extension JobRun {
+    /// A claimed job's attempt, started when it was claimed.
+    init(_ job: ClaimedJob) {
+        self.init(attempt: job.attempt, startedAt: Date(timeIntervalSince1970: Double(job.startedAt) / 1000))
     }
 }
 

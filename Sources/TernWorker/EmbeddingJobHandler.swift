@@ -112,7 +112,7 @@ public struct EmbeddingJobHandler: BatchJobHandler {
             await budget.settle(buckets: request.tokenBuckets, reserved: request.reservedTokens, job: job.id, used: 0, logger: logger)
         }
         do {
-            try await store.failJob(job.id.uuid, reason: reason)
+            try await store.failJob(job.id.uuid, reason: reason, run: JobRun(job))
         } catch {
             return .failure(error)  // retried: the failure is recorded next time
         }

@@ -37,11 +37,16 @@ import TernTestSupport
             let job = UUID()
             let conversation = try await store.createChat(
                 user: user, jobID: job, model: "m", title: "t", messages: [StoredMessage(role: "user", content: "hi")])
-            try await store.startJob(job, attempt: 1)
             let usage = TokenUsage(promptTokens: 3, completionTokens: 2)
             let citations = #"[{"index": 1, "chunk_id": 7}]"#
-            #expect(try await store.completeChatJob(job, answer: "hello", model: "m", usage: usage, citations: citations))
-            #expect(try await store.completeChatJob(job, answer: "hello", model: "m", usage: usage) == false)
+            // The row is written as the job ends, with the attempt that ended it and its start.
+            let started = Date(timeIntervalSince1970: 1_700_000_000.25)
+            let run = JobRun(attempt: 2, startedAt: started)
+            #expect(try await store.completeChatJob(job, answer: "hello", model: "m", usage: usage, citations: citations, run: run))
+            #expect(try await store.completeChatJob(job, answer: "hello", model: "m", usage: usage, run: run) == false)
+            #expect(try await store.jobStatus(job, user: user)?.attempts == 2)
+            let rows = try await store.client.query("SELECT started_at FROM jobs WHERE id = \(job)")
+            for try await startedAt in rows.decode(Date.self) { #expect(abs(startedAt.timeIntervalSince(started)) < 0.001) }
             #expect(try await store.messages(conversation: conversation, user: user)
                     == [StoredMessage(role: "user", content: "hi"), StoredMessage(role: "assistant", content: "hello", citations: citations)])
             #expect(try await store.jobStatus(job, user: user)?.status == "completed")
