@@ -193,7 +193,8 @@ extension API {
             guard query.count <= configuration.limits.maximumPromptCharacters else {
                 throw APIError(.contentTooLarge, code: "prompt_too_large", message: "The query is too long.", param: "query")
             }
-            if let embedding = body.embedding?.values,
+            var embedding = body.embedding?.values
+            if let embedding,
                embedding.count != Store.embeddingDimensions || !embedding.allSatisfy(\.isFinite) || !embedding.contains(where: { $0 != 0 }) {
                 throw APIError.invalid("'embedding' must hold \(Store.embeddingDimensions) finite numbers, not all zero.", param: "embedding")
             }
@@ -204,7 +205,6 @@ extension API {
                     return id
                 }
             }
-            var embedding = body.embedding?.values
             if embedding == nil, mode != .text {
                 // The query is embedded by a worker, as any embedding request is.
                 guard let model = configuration.embeddingModels.first else { throw APIError.noEmbeddingModel }
