@@ -7,7 +7,8 @@ import TernRedis
 import TernTestSupport
 
 /// A Redis server of the test's own, so it can be restarted without disturbing other tests.
-/// Its ports are ones the system has just handed out as free, not guesses that may be taken.
+/// Its ports lie below the system's ephemeral range (32768 and up on Linux), where outgoing
+/// connections take theirs, and are checked free; `started` tries new ones if a bind still fails.
 final class PrivateRedisServer: Sendable {
     let port: Int
     /// Set when the server also listens with TLS (`tls` given to `init`).
@@ -16,7 +17,22 @@ final class PrivateRedisServer: Sendable {
     private let tls: (certificate: String, key: String)?
     private let process = NIOLockedValueBox<Process?>(nil)
 
-    init(tls: (certificate: String, key: String)? = nil) async throws {
+    /// A server that has started and answers PING; a few tries with new ports if one was taken.
+    static func started(tls: (certificate: String, key: String)? = nil) async throws -> PrivateRedisServer {
+        var lastError: any Error = PrivateRedisServerError(reason: "never tried")
+        for _ in 0..<5 {
+            let server = try await PrivateRedisServer(tls: tls)
+            do {
+                try await server.start()
+                return server
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError
+    }
+
+    private init(tls: (certificate: String, key: String)?) async throws {
         self.tls = tls
         port = try await Self.unusedPort()
         tlsPort = tls == nil ? nil : try await Self.unusedPort()
@@ -52,13 +68,17 @@ final class PrivateRedisServer: Sendable {
         }
     }
 
-    /// A port nothing listens on: the system picks it for a listener that is closed at once.
+    /// A port below the ephemeral range that a listener could just take (and closed again).
     private static func unusedPort() async throws -> Int {
-        let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).get()
-        defer { listener.close(promise: nil) }
-        guard let port = listener.localAddress?.port else { throw PrivateRedisServerError(reason: "no port from the system") }
-        return port
+        for _ in 0..<100 {
+            let port = Int.random(in: 20000..<32768)
+            if let listener = try? await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .bind(host: "127.0.0.1", port: port).get() {
+                try await listener.close()
+                return port
+            }
+        }
+        throw PrivateRedisServerError(reason: "no free port between 20000 and 32767")
     }
 
     /// Stops the server with SHUTDOWN (it writes its append-only file) and waits for it to exit.
@@ -83,8 +103,7 @@ struct PrivateRedisServerError: Error, CustomStringConvertible {
     /// Eight callers write in a loop while the server restarts: every call returns (an error or a
     /// reply, none hangs), the client reconnects by itself, and no acknowledged write is lost.
     @Test func survivesARestartUnderLoadWithoutLosingAcknowledgedWrites() async throws {
-        let server = try await PrivateRedisServer()
-        try await server.start()
+        let server = try await PrivateRedisServer.started()
         let client = RedisClient(configuration: try RedisConfiguration(url: server.url))
 
         let callers = 8

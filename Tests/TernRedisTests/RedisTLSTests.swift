@@ -21,8 +21,7 @@ import TernTestSupport
         openssl.waitUntilExit()
         try #require(openssl.terminationStatus == 0)
 
-        let server = try await PrivateRedisServer(tls: (certificate, key))
-        try await server.start()
+        let server = try await PrivateRedisServer.started(tls: (certificate, key))
         let tlsPort = try #require(server.tlsPort)
 
         var configuration = try RedisConfiguration(url: "rediss://localhost:\(tlsPort)")
