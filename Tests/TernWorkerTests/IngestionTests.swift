@@ -73,7 +73,9 @@ import TernTestSupport
             #expect(ready)
             let expected = DocumentChunker(maximumTokens: 32, overlapTokens: 8).chunks(of: Self.guide, format: "markdown")
             #expect(try await store.document(document.id, of: user)?.chunkCount == expected.count)
-            // Progress: from 0 to every chunk, a batch at a time, then the job completed.
+            // Progress: from 0 to every chunk, a batch at a time, then the job completed (its
+            // event follows the document's status).
+            #expect(try await eventually { try await events.all(job).last?.type == "completed" })
             let entries = try await events.all(job)
             let done = entries.filter { $0.type == "progress" }.compactMap { $0.fields["done"].flatMap(Int.init) }
             #expect(done.first == 0 && done.last == expected.count && done == done.sorted())
