@@ -60,6 +60,13 @@ public struct APIError: Error, HTTPResponseError, Sendable {
         return error
     }()
 
+    /// PostgreSQL is away (stopped, restarting, unreachable): nothing was changed.
+    static let databaseUnavailable: APIError = {
+        var error = APIError(.serviceUnavailable, type: "server_error", code: "database_unavailable", message: "The database is unavailable; try again shortly.")
+        error.headers[.retryAfter] = "5"
+        return error
+    }()
+
     /// A 429 for a refused rate limit, with `Retry-After` and the `RateLimit-*` headers.
     static func rateLimited(_ refusal: RateLimitRefusal, unit: String) -> APIError {
         let seconds = max(1, Int((Double(refusal.retryAfter.components.seconds) + Double(refusal.retryAfter.components.attoseconds) / 1e18).rounded(.up)))

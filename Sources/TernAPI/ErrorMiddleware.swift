@@ -1,9 +1,10 @@
 import Hummingbird
 import Logging
+import TernStore
 
 /// Every error answer in OpenAI's format: the router's own (no such route, wrong method) get a
-/// stable code, and an unexpected error becomes a logged 500 `internal_error` that shows the
-/// client nothing of its cause.
+/// stable code, a database that is away a 503 `database_unavailable`, and an unexpected error
+/// becomes a logged 500 `internal_error` that shows the client nothing of its cause.
 struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
 
@@ -23,6 +24,9 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
                            message: error.status.code == 404 ? "No such endpoint: \(request.method) \(request.uri.path.prefix(200))." : error.status.reasonPhrase)
         } catch is CancellationError {
             throw CancellationError()
+        } catch where StoreError.isUnavailable(error) {
+            logger.warning("database unavailable", metadata: ["path": "\(request.uri.path.prefix(200))", "error": "\(type(of: error))"])
+            throw APIError.databaseUnavailable
         } catch {
             // The error's type only: its text may quote SQL or the values of a row.
             logger.error("request failed", metadata: ["path": "\(request.uri.path.prefix(200))", "error": "\(type(of: error))"])

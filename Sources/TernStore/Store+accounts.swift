@@ -18,7 +18,7 @@ public struct CreatedAPIKey: Sendable {
 extension Store {
     /// Returns the id of the user with this e-mail, creating the user if needed.
     public func ensureUser(email: String) async throws -> UserID {
-        let rows = try await client.query("""
+        let rows = try await database.query("""
             INSERT INTO users (id, email) VALUES (\(UUID()), \(email))
             ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email
             RETURNING id
@@ -30,7 +30,7 @@ extension Store {
     /// Creates a user who signs in with a password (`passwordHash` is its bcrypt hash);
     /// `nil` if the e-mail is taken.
     public func createUser(email: String, passwordHash: String) async throws -> UserID? {
-        let rows = try await client.query("""
+        let rows = try await database.query("""
             INSERT INTO users (id, email, password_hash) VALUES (\(UUID()), \(email), \(passwordHash))
             ON CONFLICT (email) DO NOTHING
             RETURNING id
@@ -42,7 +42,7 @@ extension Store {
     /// The user with this e-mail and their password hash (`nil` for a user without a password),
     /// or `nil` if there is no such user.
     public func credentials(email: String) async throws -> (user: UserID, passwordHash: String?)? {
-        let rows = try await client.query("SELECT id, password_hash FROM users WHERE email = \(email)", logger: logger)
+        let rows = try await database.query("SELECT id, password_hash FROM users WHERE email = \(email)", logger: logger)
         for try await (id, hash) in rows.decode((UUID, String?).self) { return (UserID(id), hash) }
         return nil
     }
@@ -51,7 +51,7 @@ extension Store {
     public func createAPIKey(for user: UserID, name: String) async throws -> CreatedAPIKey {
         let secret = "tern_" + randomToken()
         let id = UUID()
-        try await client.query("""
+        try await database.query("""
             INSERT INTO api_keys (id, user_id, name, prefix, key_hash)
             VALUES (\(id), \(user.uuid), \(name), \(String(secret.prefix(12))), \(Self.hash(secret)))
             """, logger: logger)
@@ -66,7 +66,7 @@ extension Store {
     /// The key and its user, or `nil` if the key is unknown or revoked.
     public func apiKey(_ secret: String) async throws -> (id: UUID, user: UserID)? {
         guard secret.hasPrefix("tern_"), secret.utf8.count <= 128 else { return nil }
-        let rows = try await client.query("""
+        let rows = try await database.query("""
             SELECT id, user_id FROM api_keys WHERE key_hash = \(Self.hash(secret)) AND revoked_at IS NULL
             """, logger: logger)
         for try await (id, user) in rows.decode((UUID, UUID).self) { return (id, UserID(user)) }
@@ -79,7 +79,7 @@ extension Store {
 
     /// The user's API keys, newest first (never their secrets).
     public func apiKeys(of user: UserID) async throws -> [StoredAPIKey] {
-        let rows = try await client.query("""
+        let rows = try await database.query("""
             SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE user_id = \(user.uuid) ORDER BY created_at DESC, id
             """, logger: logger)
         var keys: [StoredAPIKey] = []
@@ -93,7 +93,7 @@ extension Store {
     /// The API also tells its instances that keep looked-up keys (`APIKeyCache`).
     @discardableResult
     public func revokeAPIKey(_ id: UUID, of user: UserID) async throws -> Bool {
-        let rows = try await client.query("""
+        let rows = try await database.query("""
             UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = \(id) AND user_id = \(user.uuid) RETURNING id
             """, logger: logger)
         for try await _ in rows.decode(UUID.self) { return true }
@@ -129,7 +129,7 @@ private func hexadecimal(_ bytes: [UInt8]) -> String {
 extension Store {
     /// The user's e-mail, or `nil` if there is no such user.
     public func email(of user: UserID) async throws -> String? {
-        let rows = try await client.query("SELECT email FROM users WHERE id = \(user.uuid)", logger: logger)
+        let rows = try await database.query("SELECT email FROM users WHERE id = \(user.uuid)", logger: logger)
         for try await email in rows.decode(String.self) { return email }
         return nil
     }

@@ -52,7 +52,7 @@ extension Store {
 
     /// Records a queued job without a conversation (an embedding request, ...).
     public func createJob(user: UserID, apiKey: UUID? = nil, jobID: UUID, kind: String, model: String) async throws {
-        try await client.query("""
+        try await database.query("""
             INSERT INTO jobs (id, user_id, api_key_id, kind, model) VALUES (\(jobID), \(user.uuid), \(apiKey), \(kind), \(model))
             """, logger: logger)
     }
@@ -60,7 +60,7 @@ extension Store {
     /// Completes jobs without a conversation and records their usage, once, in one statement.
     public func completeJobs(_ jobs: [(id: UUID, usage: TokenUsage)]) async throws {
         guard !jobs.isEmpty else { return }
-        try await client.query("""
+        try await database.query("""
             UPDATE jobs SET status = 'completed', finished_at = now(), error = NULL,
                 started_at = coalesce(started_at, now()), attempts = greatest(attempts, 1),
                 prompt_tokens = done.prompt, completion_tokens = done.completion
@@ -100,7 +100,7 @@ extension Store {
     /// `jobNotStored` if there is no such row (yet).
     @discardableResult
     private func writeJob(_ statement: some JobWriteStatement) async throws -> Bool {
-        for try await write in try await client.execute(statement, logger: logger) {
+        for try await write in try await database.execute(statement, logger: logger) {
             guard write.stored else { throw StoreError(.jobNotStored, "job \(statement.job) is not stored") }
             return write.changed
         }
@@ -109,12 +109,12 @@ extension Store {
 
     /// Runs a prepared statement that returns no rows.
     private func run<Statement: PostgresPreparedStatement>(_ statement: Statement) async throws {
-        for try await _ in try await client.execute(statement, logger: logger) {}
+        for try await _ in try await database.execute(statement, logger: logger) {}
     }
 
     /// Marks a job cancelled before it ran (no tokens used).
     public func cancelJob(_ jobID: UUID) async throws {
-        try await client.query("""
+        try await database.query("""
             UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE id = \(jobID) AND status IN ('queued', 'active')
             """, logger: logger)
     }
@@ -127,7 +127,7 @@ extension Store {
 
     /// The messages of a conversation, oldest first, only if it belongs to `user`.
     public func messages(conversation: UUID, user: UserID) async throws -> [StoredMessage] {
-        let rows = try await client.query("""
+        let rows = try await database.query("""
             SELECT m.role, m.content, m.citations::text FROM messages m JOIN conversations c ON c.id = m.conversation_id
             WHERE c.id = \(conversation) AND c.user_id = \(user.uuid) ORDER BY m.id
             """, logger: logger)
@@ -140,7 +140,7 @@ extension Store {
 
     /// The status of a job owned by `user`, or `nil` when there is none.
     public func jobStatus(_ jobID: UUID, user: UserID) async throws -> (status: String, attempts: Int)? {
-        let rows = try await client.query("""
+        let rows = try await database.query("""
             SELECT status, attempts FROM jobs WHERE id = \(jobID) AND user_id = \(user.uuid)
             """, logger: logger)
         for try await (status, attempts) in rows.decode((String, Int).self) { return (status, attempts) }
@@ -150,7 +150,7 @@ extension Store {
     /// Tokens the user's finished jobs (completed, or cancelled after some output) used, per day (UTC) and model, from `since` on.
     /// With `apiKey`, only the jobs requested with that key.
     public func usage(of user: UserID, since: Date, apiKey: UUID? = nil) async throws -> [UsageRow] {
-        let rows = try await client.query("""
+        let rows = try await database.query("""
             SELECT to_char(date_trunc('day', finished_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD'), model, count(*),
                    coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0)
             FROM jobs

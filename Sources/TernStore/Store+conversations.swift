@@ -13,7 +13,7 @@ extension Store {
     /// Creates an empty conversation.
     public func createConversation(for user: UserID, title: String) async throws -> ConversationSummary {
         let id = UUID()
-        let rows = try await client.query("""
+        let rows = try await database.query("""
             INSERT INTO conversations (id, user_id, title) VALUES (\(id), \(user.uuid), \(title)) RETURNING created_at, updated_at
             """, logger: logger)
         for try await (created, updated) in rows.decode((Date, Date).self) {
@@ -25,7 +25,7 @@ extension Store {
     /// The user's conversations, most recently updated first: `limit` of them, after the one
     /// `after` (a page's last id) if given.
     public func conversations(of user: UserID, limit: Int, after: UUID?) async throws -> [ConversationSummary] {
-        let rows = try await client.query("""
+        let rows = try await database.query("""
             SELECT c.id, c.title, c.created_at, c.updated_at FROM conversations c
             WHERE c.user_id = \(user.uuid) AND (\(after)::uuid IS NULL OR (c.updated_at, c.id) < (
                 SELECT updated_at, id FROM conversations WHERE id = \(after) AND user_id = \(user.uuid)))
@@ -40,7 +40,7 @@ extension Store {
 
     /// One of the user's conversations, or `nil`.
     public func conversation(_ id: UUID, of user: UserID) async throws -> ConversationSummary? {
-        let rows = try await client.query("""
+        let rows = try await database.query("""
             SELECT title, created_at, updated_at FROM conversations WHERE id = \(id) AND user_id = \(user.uuid)
             """, logger: logger)
         for try await (title, created, updated) in rows.decode((String, Date, Date).self) {
@@ -51,7 +51,7 @@ extension Store {
 
     /// Renames one of the user's conversations; `false` if there is none.
     public func renameConversation(_ id: UUID, of user: UserID, to title: String) async throws -> Bool {
-        let rows = try await client.query("""
+        let rows = try await database.query("""
             UPDATE conversations SET title = \(title), updated_at = now() WHERE id = \(id) AND user_id = \(user.uuid) RETURNING id
             """, logger: logger)
         for try await _ in rows.decode(UUID.self) { return true }
@@ -60,7 +60,7 @@ extension Store {
 
     /// Deletes one of the user's conversations with its messages (its jobs' usage stays).
     public func deleteConversation(_ id: UUID, of user: UserID) async throws -> Bool {
-        let rows = try await client.query("""
+        let rows = try await database.query("""
             DELETE FROM conversations WHERE id = \(id) AND user_id = \(user.uuid) RETURNING id
             """, logger: logger)
         for try await _ in rows.decode(UUID.self) { return true }

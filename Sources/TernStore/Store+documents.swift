@@ -62,7 +62,7 @@ extension Store {
     /// The documents a statement returns (its columns: `documentColumns`).
     func fetchDocuments(_ query: PostgresQuery) async throws -> [StoredDocument] {
         var documents: [StoredDocument] = []
-        for try await row in try await client.query(query, logger: logger).decode((UUID, String, String, String, String, Int, Int, String?, UUID?, Date).self) {
+        for try await row in try await database.query(query, logger: logger).decode((UUID, String, String, String, String, Int, Int, String?, UUID?, Date).self) {
             documents.append(StoredDocument(
                 id: row.0, title: row.1, source: row.2, format: row.3, status: row.4, chunkCount: row.5, bytes: row.6, error: row.7,
                 jobID: row.8, createdAt: row.9))
@@ -120,7 +120,7 @@ extension Store {
     /// What an ingestion job reads: the document's owner, format and content; `nil` once it is
     /// deleted.
     public func documentForIngestion(_ id: UUID) async throws -> (user: UserID, format: String, content: String)? {
-        let rows = try await client.query("SELECT user_id, format, content FROM documents WHERE id = \(id)", logger: logger)
+        let rows = try await database.query("SELECT user_id, format, content FROM documents WHERE id = \(id)", logger: logger)
         for try await (user, format, content) in rows.decode((UUID, String, String).self) { return (UserID(user), format, content) }
         return nil
     }
@@ -144,7 +144,7 @@ extension Store {
         }
         sql += ") AS v (document_id, position, heading, content, tokens, embedding) JOIN documents d ON d.id = v.document_id"
         sql += " ON CONFLICT (document_id, position) DO NOTHING RETURNING position"
-        let result = try await client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)
+        let result = try await database.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)
         var count = 0
         for try await _ in result { count += 1 }
         return count
@@ -153,7 +153,7 @@ extension Store {
     /// Marks a document's ingestion finished, once: `ready` with its chunk count, or `failed`
     /// with a reason safe to show its owner.
     public func finishIngestion(of document: UUID, error: String? = nil) async throws {
-        try await client.query("""
+        try await database.query("""
             UPDATE documents SET status = \(error == nil ? "ready" : "failed"), error = \(error), updated_at = now(),
                 chunk_count = (SELECT count(*) FROM chunks WHERE document_id = \(document))
             WHERE id = \(document) AND status = 'processing'
@@ -199,8 +199,8 @@ extension Store {
             }
             return hits
         }
-        guard exact else { return try await read(client.query(query, logger: logger)) }
-        return try await client.withTransaction(logger: logger) { connection in
+        guard exact else { return try await read(database.query(query, logger: logger)) }
+        return try await database.withTransaction(logger: logger) { connection in
             try await connection.query("SET LOCAL enable_indexscan = off", logger: logger)
             try await connection.query("SET LOCAL enable_bitmapscan = off", logger: logger)
             return try await read(connection.query(query, logger: logger))
@@ -255,7 +255,7 @@ extension Store {
 
     /// How many chunks of a document are stored (a retried ingestion goes on from there).
     public func storedChunkCount(of document: UUID) async throws -> Int {
-        let rows = try await client.query("SELECT count(*)::int FROM chunks WHERE document_id = \(document)", logger: logger)
+        let rows = try await database.query("SELECT count(*)::int FROM chunks WHERE document_id = \(document)", logger: logger)
         for try await count in rows.decode(Int.self) { return count }
         return 0
     }

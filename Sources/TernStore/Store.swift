@@ -7,10 +7,15 @@ import PostgresNIO
 /// Every statement binds its values as parameters (PostgresQuery interpolation).
 public struct Store: Sendable {
     public let client: PostgresClient
+    /// The client with a deadline, for every statement but the migrations'.
+    let database: Database
     let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger = Logger(label: "tern.store")) {
+    /// `deadline`: how long a statement may wait for PostgreSQL to begin answering before it
+    /// fails as unavailable (`StoreError.unavailable`).
+    public init(client: PostgresClient, deadline: Duration = .seconds(15), logger: Logger = Logger(label: "tern.store")) {
         self.client = client
+        self.database = Database(client: client, deadline: deadline)
         self.logger = logger
     }
 
@@ -78,6 +83,8 @@ public struct StoreError: Error, CustomStringConvertible {
         case notFound
         /// A job's row is not (yet) stored: the API stores it while the job is already queued.
         case jobNotStored
+        /// PostgreSQL did not answer in time (`Store.init`'s deadline).
+        case unavailable
     }
     public let code: Code
     public let message: String
@@ -86,11 +93,27 @@ public struct StoreError: Error, CustomStringConvertible {
         self.message = message
     }
     public var description: String { "store \(code.rawValue): \(message)" }
+
+    /// Whether `error` says the database could not be reached or went away (not that a
+    /// statement was wrong): the deadline passed, a connection failed or closed, or the server
+    /// is shutting down or starting (SQLSTATE classes 08 and 57, but not 57014, a statement
+    /// cancelled).
+    public static func isUnavailable(_ error: any Error) -> Bool {
+        if let error = error as? StoreError { return error.code == .unavailable }
+        guard let error = error as? PSQLError else { return false }
+        switch error.code {
+        case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed: return true
+        case .server:
+            let state = error.serverInfo?[.sqlState] ?? ""
+            return state.hasPrefix("08") || (state.hasPrefix("57") && state != "57014")
+        default: return false
+        }
+    }
 }
 
 extension Store {
-    /// Checks that the database answers.
+    /// Checks that the database answers, within 3 seconds.
     public func ping() async throws {
-        try await client.query("SELECT 1", logger: logger)
+        try await Database(client: client, deadline: .seconds(3)).query("SELECT 1", logger: logger)
     }
 }

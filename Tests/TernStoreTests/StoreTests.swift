@@ -63,3 +63,23 @@ import TernTestSupport
         #expect(throws: StoreError.self) { try Store.configuration(url: "postgres://h/db?sslmode=sometimes") }
     }
 }
+
+/// A database that is away: statements give up at the store's deadline with `unavailable`,
+/// instead of waiting in the pool for a connection without end.
+@Suite struct StoreUnavailableTests {
+    @Test func statementsGiveUpAtTheDeadlineWhenTheServerIsAway() async throws {
+        // Port 1 (tcpmux): nothing listens there, so every connection attempt is refused.
+        let client = PostgresClient(configuration: try Store.configuration(url: "postgres://postgres@127.0.0.1:1/tern?sslmode=disable"))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            let store = Store(client: client, deadline: .milliseconds(500))
+            let started = ContinuousClock.now
+            let error = await #expect(throws: StoreError.self) { try await store.conversations(of: UserID(UUID()), limit: 10, after: nil) }
+            #expect(error?.code == .unavailable)
+            #expect(error.map(StoreError.isUnavailable) == true)
+            #expect(ContinuousClock.now - started < .seconds(10))
+            await #expect(throws: StoreError.self) { try await store.ping() }
+        }
+    }
+}
