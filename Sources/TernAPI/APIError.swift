@@ -67,6 +67,13 @@ public struct APIError: Error, HTTPResponseError, Sendable {
         return error
     }()
 
+    /// Redis (the queue, limits and sessions) is away: nothing was changed.
+    static let redisUnavailable: APIError = {
+        var error = APIError(.serviceUnavailable, type: "server_error", code: "redis_unavailable", message: "The queue is unavailable; try again shortly.")
+        error.headers[.retryAfter] = "5"
+        return error
+    }()
+
     /// A 429 for a refused rate limit, with `Retry-After` and the `RateLimit-*` headers.
     static func rateLimited(_ refusal: RateLimitRefusal, unit: String) -> APIError {
         let seconds = max(1, Int((Double(refusal.retryAfter.components.seconds) + Double(refusal.retryAfter.components.attoseconds) / 1e18).rounded(.up)))

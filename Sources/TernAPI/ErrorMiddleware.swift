@@ -1,10 +1,12 @@
 import Hummingbird
 import Logging
+import TernRedis
 import TernStore
 
 /// Every error answer in OpenAI's format: the router's own (no such route, wrong method) get a
-/// stable code, a database that is away a 503 `database_unavailable`, and an unexpected error
-/// becomes a logged 500 `internal_error` that shows the client nothing of its cause.
+/// stable code, a database or Redis that is away a 503 (`database_unavailable`,
+/// `redis_unavailable`), and an unexpected error becomes a logged 500 `internal_error` that
+/// shows the client nothing of its cause.
 struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
 
@@ -27,6 +29,9 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch where StoreError.isUnavailable(error) {
             logger.warning("database unavailable", metadata: ["path": "\(request.uri.path.prefix(200))", "error": "\(type(of: error))"])
             throw APIError.databaseUnavailable
+        } catch let error as RedisError where error.isUnavailable {
+            logger.warning("redis unavailable", metadata: ["path": "\(request.uri.path.prefix(200))", "error": "\(error.code)"])
+            throw APIError.redisUnavailable
         } catch {
             // The error's type only: its text may quote SQL or the values of a row.
             logger.error("request failed", metadata: ["path": "\(request.uri.path.prefix(200))", "error": "\(type(of: error))"])

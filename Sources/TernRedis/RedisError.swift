@@ -28,4 +28,14 @@ public struct RedisError: Error, CustomStringConvertible, Hashable {
     }
 
     public var description: String { "redis \(code.rawValue): \(message)" }
+
+    /// Whether the server could not be reached, went away or is not ready yet (still loading its
+    /// data after a restart): nothing was wrong with the command, and later it may succeed.
+    public var isUnavailable: Bool {
+        switch code {
+        case .connectionClosed, .connectFailed, .timedOut, .poolExhausted: true
+        case .server: message.hasPrefix("LOADING") || message.hasPrefix("MASTERDOWN") || message.hasPrefix("TRYAGAIN")
+        default: false
+        }
+    }
 }
