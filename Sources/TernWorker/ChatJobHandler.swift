@@ -218,18 +218,23 @@ public struct ChatJobHandler: JobHandler {
         throw CancellationError()
     }
 
-    /// Runs a write to the job's row, waiting up to 10 s for the row: the API stores it while
-    /// the job is already queued, so a quick worker can get here first.
+    /// Runs a write to the job's row, waiting up to 10 s for the row (the API stores it while
+    /// the job is already queued, so a quick worker can get here first) and up to 5 minutes for
+    /// a database that is away: the answer is in hand, and the worker keeps the job's lease
+    /// meanwhile, so it is stored once PostgreSQL is back instead of waiting for a retry.
     @discardableResult
     func whenStored<Result>(_ write: () async throws -> Result) async throws -> Result {
-        let deadline = ContinuousClock.now + .seconds(10)
+        let started = ContinuousClock.now
         var delay = Duration.milliseconds(2)
         while true {
             do {
                 return try await write()
-            } catch let error as StoreError where error.code == .jobNotStored && ContinuousClock.now + delay < deadline {
+            } catch let error as StoreError where error.code == .jobNotStored && ContinuousClock.now + delay < started + .seconds(10) {
                 try await Task.sleep(for: delay)
                 delay = min(delay * 2, .milliseconds(500))
+            } catch where StoreError.isUnavailable(error) && ContinuousClock.now < started + .seconds(300) {
+                logger.warning("the database is unavailable; the job's row is written when it is back")
+                try await Task.sleep(for: .seconds(1))
             }
         }
     }

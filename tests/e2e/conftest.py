@@ -3,6 +3,7 @@
 scripts/test sets TERN_STATE and the private TERN_*_PORT variables before running pytest.
 """
 import contextlib
+import json
 import os
 import pathlib
 import signal
@@ -43,6 +44,22 @@ def psql(query):
          "-qtA", "-F", "|", "-c", query],
         check=True, capture_output=True, text=True)
     return [line.split("|") for line in result.stdout.splitlines() if line]
+
+
+def completion_pieces(response):
+    """The content pieces of a streamed chat completion (OpenAI's chunks), in order, up to
+    `[DONE]`; an error chunk fails the test."""
+    for line in response.iter_lines(decode_unicode=True):
+        if not line.startswith("data: "):
+            continue
+        data = line[len("data: "):]
+        if data == "[DONE]":
+            return
+        chunk = json.loads(data)
+        assert "error" not in chunk, chunk
+        content = chunk["choices"][0]["delta"].get("content") if chunk["choices"] else None
+        if content:
+            yield content
 
 
 def start_tern(arguments, env, log_name):

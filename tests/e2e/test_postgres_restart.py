@@ -1,16 +1,14 @@
 """PostgreSQL stopped and started again under running Tern processes: while it is away, a request
-that needs it gets a quick 503 with a stable code (no hang, no crash) and an answer already being
-generated streams to its end; once it is back, the same processes serve again and that answer is
-stored in its conversation, nothing lost."""
-import json
-import os
+that needs it gets a quick 503 with a stable code (no hang, no crash), an answer already being
+generated streams to its end, and its worker waits to store it; once the database is back, the
+same processes serve again and that answer is in its conversation, nothing lost."""
 import subprocess
 import time
 import uuid
 
 import requests
 
-from conftest import ROOT, psql, side_stack, wait_until
+from conftest import ROOT, STATE, completion_pieces, psql, side_stack, wait_until
 
 MOCK_PORT = 17097
 API_PORT = 18088
@@ -33,17 +31,8 @@ def test_a_postgres_restart_loses_nothing(stack):
         job_id = str(uuid.UUID(response.headers["X-Tern-Job-Id"]))
         pieces, stopped = [], False
         try:
-            for line in response.iter_lines(decode_unicode=True):
-                if not line.startswith("data: "):
-                    continue
-                data = line[len("data: "):]
-                if data == "[DONE]":
-                    break
-                chunk = json.loads(data)
-                assert "error" not in chunk, chunk
-                content = chunk["choices"][0]["delta"].get("content") if chunk["choices"] else None
-                if content:
-                    pieces.append(content)
+            for piece in completion_pieces(response):
+                pieces.append(piece)
                 if len(pieces) == 5 and not stopped:
                     services("stop")
                     stopped = True
@@ -59,6 +48,10 @@ def test_a_postgres_restart_loses_nothing(stack):
             assert stopped, "the answer ended before PostgreSQL was stopped"
             # The answer streamed through Redis to its end while the database was away.
             assert "".join(pieces) == "Mock answer" + "".join(f" token {i}" for i in range(1, TOKENS))
+            # The worker's write of the answer outlasts its 15 s deadline and waits on.
+            worker_log = STATE / "logs" / "pg-restart-worker.log"
+            wait_until(lambda: "the database is unavailable" in worker_log.read_text(errors="replace"),
+                       timeout=120, message="the worker to wait for the database")
         finally:
             services("start")
 
@@ -66,6 +59,8 @@ def test_a_postgres_restart_loses_nothing(stack):
         wait_until(lambda: requests.get(f"{base}/healthz", timeout=10).ok, timeout=120, message="the API to be healthy again")
         wait_until(lambda: psql(f"SELECT status FROM jobs WHERE id = '{job_id}'")[0][0] == "completed",
                    timeout=180, message="the job to be stored as completed")
+        # Stored by the attempt that made it: the worker waited for the database instead of failing.
+        assert psql(f"SELECT attempts FROM jobs WHERE id = '{job_id}'")[0][0] == "1"
         conversation = psql(f"SELECT conversation_id FROM jobs WHERE id = '{job_id}'")[0][0]
         read = requests.get(f"{base}/v1/conversations/{conversation}", headers=auth, timeout=30)
         assert read.status_code == 200, read.text

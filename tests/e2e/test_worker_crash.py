@@ -1,13 +1,12 @@
 """A worker killed with SIGKILL while it holds a job: another worker finishes the job, and the
 client's stream ends with the whole answer, nothing missing and nothing repeated."""
-import json
 import os
 import signal
 import uuid
 
 import requests
 
-from conftest import psql, start_tern, stop_all, wait_until
+from conftest import completion_pieces, psql, start_tern, stop_all, wait_until
 
 MOCK_PORT = 17091
 API_PORT = 18081
@@ -42,17 +41,8 @@ def test_job_of_a_killed_worker_completes_on_another(stack):
         assert response.status_code == 200
         job_id = str(uuid.UUID(response.headers["X-Tern-Job-Id"]))
         pieces, second_worker = [], None
-        for line in response.iter_lines(decode_unicode=True):
-            if not line.startswith("data: "):
-                continue
-            data = line[len("data: "):]
-            if data == "[DONE]":
-                break
-            chunk = json.loads(data)
-            assert "error" not in chunk, chunk
-            content = chunk["choices"][0]["delta"].get("content") if chunk["choices"] else None
-            if content:
-                pieces.append(content)
+        for piece in completion_pieces(response):
+            pieces.append(piece)
             if len(pieces) == 5 and second_worker is None:
                 first_worker.send_signal(signal.SIGKILL)
                 first_worker.wait(timeout=30)
