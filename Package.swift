@@ -191,7 +191,6 @@ let package = Package(
             dependencies: [
                 "TernAPI", "TernTestSupport", "TernQueue", "TernRedis", "TernStore",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             swiftSettings: swiftSettings
         ),

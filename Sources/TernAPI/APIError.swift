@@ -53,26 +53,21 @@ public struct APIError: Error, HTTPResponseError, Sendable {
         APIError(.badRequest, code: "invalid_request", message: message, param: param)
     }
 
-    /// Admission control: the queue is full; the request was refused before any work.
-    static let queueFull: APIError = {
-        var error = APIError(.serviceUnavailable, type: "server_error", code: "queue_full", message: "Too many requests are waiting; try again shortly.")
+    /// A 503 that asks the client to retry in 5 seconds: nothing was done.
+    private static func tryAgainShortly(code: String, message: String) -> APIError {
+        var error = APIError(.serviceUnavailable, type: "server_error", code: code, message: message)
         error.headers[.retryAfter] = "5"
         return error
-    }()
+    }
+
+    /// Admission control: the queue is full; the request was refused before any work.
+    static let queueFull = tryAgainShortly(code: "queue_full", message: "Too many requests are waiting; try again shortly.")
 
     /// PostgreSQL is away (stopped, restarting, unreachable): nothing was changed.
-    static let databaseUnavailable: APIError = {
-        var error = APIError(.serviceUnavailable, type: "server_error", code: "database_unavailable", message: "The database is unavailable; try again shortly.")
-        error.headers[.retryAfter] = "5"
-        return error
-    }()
+    static let databaseUnavailable = tryAgainShortly(code: "database_unavailable", message: "The database is unavailable; try again shortly.")
 
     /// Redis (the queue, limits and sessions) is away: nothing was changed.
-    static let redisUnavailable: APIError = {
-        var error = APIError(.serviceUnavailable, type: "server_error", code: "redis_unavailable", message: "The queue is unavailable; try again shortly.")
-        error.headers[.retryAfter] = "5"
-        return error
-    }()
+    static let redisUnavailable = tryAgainShortly(code: "redis_unavailable", message: "The queue is unavailable; try again shortly.")
 
     /// A 429 for a refused rate limit, with `Retry-After` and the `RateLimit-*` headers.
     static func rateLimited(_ refusal: RateLimitRefusal, unit: String) -> APIError {

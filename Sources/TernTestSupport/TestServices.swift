@@ -41,6 +41,20 @@ public enum TestServices {
         }
     }
 
+    /// Runs `body` with a store whose server is away (port 1, tcpmux: nothing listens there, so
+    /// every connection is refused), giving up on statements after `deadline`.
+    public static func withStoreAway<Result: Sendable>(deadline: Duration, _ body: @Sendable (Store) async throws -> Result) async throws -> Result {
+        let client = PostgresClient(configuration: try Store.configuration(url: "postgres://postgres@127.0.0.1:1/tern?sslmode=disable"))
+        return try await withThrowingTaskGroup(of: Result?.self) { group in
+            group.addTask {
+                await client.run()
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await body(Store(client: client, deadline: deadline))
+        }
+    }
+
     /// A name no other test uses, for keys, queues and e-mails.
     public static func uniqueName(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())" }
 }

@@ -3,7 +3,6 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
-import PostgresNIO
 import Testing
 import TernAPI
 import TernRedis
@@ -43,11 +42,7 @@ import TernTestSupport
     }
 
     @Test func postgresAwayIsA503WithinTheStoresDeadline() async throws {
-        let client = PostgresClient(configuration: try Store.configuration(url: "postgres://postgres@127.0.0.1:1/tern?sslmode=disable"))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
-            defer { group.cancelAll() }
-            let store = Store(client: client, deadline: .milliseconds(500))
+        try await TestServices.withStoreAway(deadline: .milliseconds(500)) { store in
             try await TestServices.withRedis { redis in
                 let (api, _, _) = testAPI(store, redis)
                 try await Application(router: api.router()).test(.router) { client in

@@ -69,12 +69,7 @@ import TernTestSupport
 /// give up after 1 s.
 @Suite struct StoreUnavailableTests {
     @Test func statementsGiveUpAtTheDeadlineWhenTheServerIsAway() async throws {
-        // Port 1 (tcpmux): nothing listens there, so every connection attempt is refused.
-        let client = PostgresClient(configuration: try Store.configuration(url: "postgres://postgres@127.0.0.1:1/tern?sslmode=disable"))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
-            defer { group.cancelAll() }
-            let store = Store(client: client, deadline: .seconds(2))
+        try await TestServices.withStoreAway(deadline: .seconds(2)) { store in
             let first = await #expect(throws: StoreError.self) { try await store.conversations(of: UserID(UUID()), limit: 10, after: nil) }
             #expect(first?.code == .unavailable)
             #expect(first.map(StoreError.isUnavailable) == true)

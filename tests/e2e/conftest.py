@@ -46,6 +46,26 @@ def psql(query):
     return [line.split("|") for line in result.stdout.splitlines() if line]
 
 
+def services(action, name):
+    """`scripts/services ACTION NAME` for the stack's services (stop or start Redis or PostgreSQL)."""
+    subprocess.run([str(ROOT / "scripts" / "services"), action, name], check=True, capture_output=True, timeout=300)
+
+
+def job_events(response):
+    """(id, event, data) of each Server-Sent Event of a job's event stream, data as text."""
+    event_id, event, data = None, None, None
+    for line in response.iter_lines(decode_unicode=True):
+        if line.startswith("id: "):
+            event_id = line[4:]
+        elif line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            data = line[6:]
+        elif line == "" and data is not None:
+            yield event_id, event, data
+            event, data = None, None
+
+
 def completion_pieces(response):
     """The content pieces of a streamed chat completion (OpenAI's chunks), in order, up to
     `[DONE]`; an error chunk fails the test."""

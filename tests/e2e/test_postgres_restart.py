@@ -2,21 +2,16 @@
 that needs it gets a quick 503 with a stable code (no hang, no crash), an answer already being
 generated streams to its end, and its worker waits to store it; once the database is back, the
 same processes serve again and that answer is in its conversation, nothing lost."""
-import subprocess
 import time
 import uuid
 
 import requests
 
-from conftest import ROOT, STATE, completion_pieces, psql, side_stack, wait_until
+from conftest import STATE, completion_pieces, psql, services, side_stack, wait_until
 
 MOCK_PORT = 17097
 API_PORT = 18088
 TOKENS = 60
-
-
-def services(action):
-    subprocess.run([str(ROOT / "scripts" / "services"), action, "postgres"], check=True, capture_output=True, timeout=300)
 
 
 def test_a_postgres_restart_loses_nothing(stack):
@@ -34,7 +29,7 @@ def test_a_postgres_restart_loses_nothing(stack):
             for piece in completion_pieces(response):
                 pieces.append(piece)
                 if len(pieces) == 5 and not stopped:
-                    services("stop")
+                    services("stop", "postgres")
                     stopped = True
                     # Requests that need the database fail fast and say why.
                     started = time.monotonic()
@@ -58,7 +53,7 @@ def test_a_postgres_restart_loses_nothing(stack):
             wait_until(lambda: "the database is unavailable" in worker_log.read_text(errors="replace"),
                        timeout=120, message="the worker to wait for the database")
         finally:
-            services("start")
+            services("start", "postgres")
 
         # The same processes serve again, and the answer made while the database was away is stored.
         wait_until(lambda: requests.get(f"{base}/healthz", timeout=10).ok, timeout=120, message="the API to be healthy again")

@@ -3,36 +3,16 @@ queue and the events): while it is away a new request gets a quick 503 `redis_un
 answer that was streaming reaches the client whole, through its stream or, if that ended, by
 resuming the job's events after the last one it saw; nothing missing, nothing repeated."""
 import json
-import subprocess
 import time
 import uuid
 
 import requests
 
-from conftest import ROOT, side_stack, wait_until
+from conftest import job_events, services, side_stack
 
 MOCK_PORT = 17098
 API_PORT = 18089
 TOKENS = 60
-
-
-def services(action):
-    subprocess.run([str(ROOT / "scripts" / "services"), action, "redis"], check=True, capture_output=True, timeout=300)
-
-
-def events(response):
-    """(id, event, data) of each Server-Sent Event."""
-    event_id, event, data = None, None, None
-    for line in response.iter_lines(decode_unicode=True):
-        if line.startswith("id: "):
-            event_id = line[4:]
-        elif line.startswith("event: "):
-            event = line[7:]
-        elif line.startswith("data: "):
-            data = line[6:]
-        elif line == "" and data is not None:
-            yield event_id, event, data
-            event, data = None, None
 
 
 def test_a_redis_restart_loses_nothing(stack):
@@ -49,7 +29,7 @@ def test_a_redis_restart_loses_nothing(stack):
         try:
             with requests.get(f"{base}/v1/jobs/{job}/events", headers=auth, stream=True, timeout=120) as response:
                 assert response.status_code == 200
-                for event_id, event, data in events(response):
+                for event_id, event, data in job_events(response):
                     last_id = event_id or last_id
                     if event == "token":
                         texts.append(json.loads(data)["text"])
@@ -57,7 +37,7 @@ def test_a_redis_restart_loses_nothing(stack):
                         ended = event
                         break
                     if len(texts) == 5 and not stopped:
-                        services("stop")
+                        services("stop", "redis")
                         stopped = True
                         started = time.monotonic()
                         refused = requests.post(f"{base}/v1/chat/completions", headers=auth, timeout=60, json={
@@ -67,7 +47,7 @@ def test_a_redis_restart_loses_nothing(stack):
                         assert refused.json()["error"]["code"] == "redis_unavailable"
                         assert "Retry-After" in refused.headers
                         assert waited < 30
-                        services("start")
+                        services("start", "redis")
         except requests.RequestException as error:
             print(f"\nthe first stream broke: {error!r}")
         print(f"\nRedis restarted: a new chat got its 503 after {waited:.2f} s; the first stream read "
@@ -76,7 +56,7 @@ def test_a_redis_restart_loses_nothing(stack):
             headers = {**auth, "Last-Event-ID": last_id} if last_id else auth
             with requests.get(f"{base}/v1/jobs/{job}/events", headers=headers, stream=True, timeout=120) as response:
                 assert response.status_code == 200
-                for event_id, event, data in events(response):
+                for event_id, event, data in job_events(response):
                     if event == "token":
                         texts.append(json.loads(data)["text"])
                     if event in ("completed", "error", "cancelled"):

@@ -7,7 +7,7 @@ import uuid
 
 import requests
 
-from conftest import start_tern, stop_all, wait_until
+from conftest import job_events, start_tern, stop_all, wait_until
 
 MOCK_PORT = 17093
 API_PORTS = (18083, 18084)
@@ -20,21 +20,15 @@ def start(arguments, env, name):
 
 def read_events(response, stop_after_tokens=None):
     """Token texts and the last event id, up to `stop_after_tokens` tokens or the job's end."""
-    texts, last_id, event, data = [], None, None, None
-    for line in response.iter_lines(decode_unicode=True):
-        if line.startswith("id: "):
-            last_id = line[4:]
-        elif line.startswith("event: "):
-            event = line[7:]
-        elif line.startswith("data: "):
-            data = json.loads(line[6:])
-        elif line == "" and event:
-            if event == "token":
-                texts.append(data["text"])
-            assert event not in ("error", "cancelled"), (event, data)
-            if event == "completed" or (stop_after_tokens and len(texts) >= stop_after_tokens):
-                return texts, last_id, event
-            event, data = None, None
+    texts, last_id = [], None
+    for event_id, event, text in job_events(response):
+        last_id = event_id or last_id
+        data = json.loads(text)
+        if event == "token":
+            texts.append(data["text"])
+        assert event not in ("error", "cancelled"), (event, data)
+        if event == "completed" or (stop_after_tokens and len(texts) >= stop_after_tokens):
+            return texts, last_id, event
     return texts, last_id, None
 
 
