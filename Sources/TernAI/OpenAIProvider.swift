@@ -142,11 +142,13 @@ public struct OpenAIProvider: Sendable {
         var finishReason: String?
         var usage: UpstreamChunk.Usage?
         var sawDone = false
+        var answer = response.body.makeAsyncIterator()
         do {
-            reading: for try await chunk in response.body {
+            reading: while let chunk = try await answer.next() {
                 for event in try parser.feed(chunk.readableBytesView) {
                     if event.data == "[DONE]" {
                         sawDone = true
+                        Self.drain(answer)
                         break reading
                     }
                     guard let decoded = try? JSONDecoder().decode(UpstreamChunk.self, from: Data(event.data.utf8)) else {
@@ -175,6 +177,18 @@ public struct OpenAIProvider: Sendable {
 }
 
 extension OpenAIProvider {
+    /// Reads what is left of a response body after the answer's end (`[DONE]`), off the way of
+    /// the answer, so that its connection goes back to the pool: a body left unread closes the
+    /// connection, and the next call would pay for a new one. Gives up, closing it after all,
+    /// beyond 64 KiB or at the client's read timeout.
+    static func drain(_ body: sending HTTPClientResponse.Body.AsyncIterator) {
+        Task {
+            var body = body
+            var bytes = 0
+            while bytes <= 64 << 10, let chunk = try? await body.next() { bytes += chunk.readableBytes }
+        }
+    }
+
     /// Largest embeddings answer read from the upstream.
     static let maximumEmbeddingsBytes = 64 << 20
 

@@ -8,8 +8,9 @@ import NIOCore
 /// A fast, deterministic OpenAI-compatible upstream for tests and benchmarks. The answer to any
 /// prompt is "Mock answer token 1 token 2 ...": `--tokens` pieces (or `max_tokens`, if smaller),
 /// with `--delay-ms` between pieces. `GET /stats` reports what it saw (requests in flight now and
-/// at most, when each chat request arrived, streams whose client left before the end, embedding
-/// requests and their inputs); `POST /stats/reset` starts the count afresh.
+/// at most, when each chat request arrived, streams whose client left before the end, the
+/// connections chat requests came on, embedding requests and their inputs); `POST /stats/reset`
+/// starts the count afresh.
 struct MockLLM: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "mock-llm", abstract: "Run a fake OpenAI-compatible model server.")
 
@@ -20,7 +21,7 @@ struct MockLLM: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Environment.logger("tern.mock-llm")
-        let router = Router()
+        let router = Router(context: MockRequestContext.self)
         let tokens = self.tokens
         let delay = Duration.milliseconds(delayMilliseconds)
         let stats = RequestStats()
@@ -37,7 +38,7 @@ struct MockLLM: AsyncParsableCommand {
             Response(status: .ok, headers: [.contentType: "application/json"],
                      body: .init(byteBuffer: ByteBuffer(string: #"{"object":"list","data":[{"id":"mock","object":"model","created":0,"owned_by":"tern"}]}"#)))
         }
-        router.post("/v1/chat/completions") { request, _ -> Response in
+        router.post("/v1/chat/completions") { request, context -> Response in
             stats.begin()
             var ended = false
             defer { if !ended { stats.end() } }
@@ -47,6 +48,7 @@ struct MockLLM: AsyncParsableCommand {
                                 body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"invalid JSON","type":"invalid_request_error"}}"#)))
             }
             let model = (object["model"] as? String) ?? "mock"
+            stats.connected(model: model, client: context.client)
             let fault = MockFault(model: model)
             let length = fault.tokens ?? tokens
             let count = min(length, (object["max_tokens"] as? Int) ?? length)
@@ -218,6 +220,19 @@ final class FaultCounts: Sendable {
     }
 }
 
+/// A request's context in the mock: it knows the client's address, so the mock can tell
+/// which requests came on the same connection.
+struct MockRequestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    /// The client's address and port: one per connection.
+    let client: String
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        client = source.channel.remoteAddress?.description ?? "unknown"
+    }
+}
+
 /// What the mock has seen, for tests of limits: requests in flight, the most at once, arrivals.
 final class RequestStats: Sendable {
     private struct State {
@@ -229,6 +244,8 @@ final class RequestStats: Sendable {
         /// Embedding requests and their inputs, by model name.
         var embeddingRequests: [String: Int] = [:]
         var embeddingInputs: [String: Int] = [:]
+        /// The connections (client address and port) chat requests came on, by model name.
+        var chatConnections: [String: Set<String>] = [:]
     }
     private let state = NIOLockedValueBox(State())
 
@@ -251,6 +268,13 @@ final class RequestStats: Sendable {
         }
     }
 
+    func connected(model: String, client: String) {
+        state.withLockedValue { state in
+            guard state.chatConnections[model] != nil || state.chatConnections.count < 10_000 else { return }
+            state.chatConnections[model, default: []].insert(client)
+        }
+    }
+
     /// A stream ended early because its client closed the connection.
     func aborted(model: String, afterPieces pieces: Int) {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
@@ -266,6 +290,7 @@ final class RequestStats: Sendable {
             state.aborts = []
             state.embeddingRequests = [:]
             state.embeddingInputs = [:]
+            state.chatConnections = [:]
         }
     }
 
@@ -274,6 +299,7 @@ final class RequestStats: Sendable {
         return try JSONSerialization.data(withJSONObject: [
             "in_flight": snapshot.inFlight, "max_in_flight": snapshot.maximumInFlight, "arrivals_ms": snapshot.arrivals,
             "embedding_requests": snapshot.embeddingRequests, "embedding_inputs": snapshot.embeddingInputs,
+            "chat_connections": snapshot.chatConnections.mapValues(\.count),
             "aborts": snapshot.aborts.map { ["model": $0.model, "at_ms": $0.at, "pieces_sent": $0.pieces] as [String: Any] },
         ])
     }

@@ -1,3 +1,5 @@
+import AsyncHTTPClient
+import Foundation
 import NIOCore
 import Testing
 import TernAI
@@ -17,6 +19,35 @@ import TernTestSupport
         }
         #expect(text == "Mock answer token 1 token 2 token 3")
         #expect(finish == .finished(reason: "length", promptTokens: 2, completionTokens: 4))
+    }
+
+    /// A connection whose answer was read to its end goes back to the pool: calls one after
+    /// another share one connection instead of each paying for a new one.
+    @Test func callsOneAfterAnotherShareAConnection() async throws {
+        let client = OpenAIProvider.httpClient(connections: 4)
+        let model = "reuse-\(UUID().uuidString)"
+        let provider = OpenAIProvider(configuration: .init(baseURL: TestServices.llmURL, model: model), httpClient: client)
+        var answers: [String] = []
+        do {
+            for _ in 1...5 {
+                var text = ""
+                for try await part in provider.streamChat(messages: [ChatMessage(role: "user", content: "hi")], options: GenerationOptions(maxTokens: 3)) {
+                    if case .text(let piece) = part { text += piece }
+                }
+                answers.append(text)
+            }
+        } catch {
+            try await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
+        #expect(answers == Array(repeating: "Mock answer token 1 token 2", count: 5))
+        // The mock counts the connections each model's requests came on.
+        let response = try await HTTPClient.shared.execute(
+            HTTPClientRequest(url: String(TestServices.llmURL.dropLast("/v1".count)) + "/stats"), timeout: .seconds(30))
+        let stats = try JSONSerialization.jsonObject(with: Data(try await response.body.collect(upTo: 64 << 20).readableBytesView)) as? [String: Any]
+        let connections = (stats?["chat_connections"] as? [String: Int])?[model]
+        #expect(connections == 1)
     }
 
     @Test func reportsAnUnreachableUpstream() async throws {
