@@ -117,9 +117,8 @@ public struct JobWorker: Service {
                 if Task.isShuttingDownGracefully || Task.isCancelled { break }
                 do {
                     let free = configuration.concurrency - running.count
-                    let result = try await queue.claim(
-                        worker: configuration.name, maximum: batching ? configuration.batchSize : min(configuration.batchSize, max(1, free)),
-                        batch: batching)
+                    let maximum = batching ? configuration.batchSize : min(configuration.batchSize, max(1, free))
+                    let result = try await queue.claim(worker: configuration.name, maximum: maximum, batch: batching)
                     failures = 0
                     for unit in units(result.jobs) {
                         let signals = unit.map { running.register($0) }
@@ -134,7 +133,10 @@ public struct JobWorker: Service {
                             running.unitEnded()
                         }
                     }
-                    if result.jobs.isEmpty {
+                    // Fewer jobs than asked for: nothing more is ready now, so the next claim
+                    // waits for a wake-up (each enqueue leaves one) instead of asking at once,
+                    // and in vain, while the jobs just claimed start.
+                    if result.jobs.count < maximum {
                         try await queue.waitForWork(timeout: min(result.retryIn ?? configuration.idleWait, configuration.idleWait))
                     }
                 } catch {

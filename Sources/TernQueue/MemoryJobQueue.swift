@@ -42,6 +42,9 @@ public final class MemoryJobQueue: JobQueue {
         var workers: [String: (expiry: Int64, types: [String])] = [:]
         /// Grows whenever work may have arrived; waiting workers watch it.
         var wakeGeneration = 0
+        /// `wakeGeneration` at the last claim: a wait returns at once if work may have arrived
+        /// since (as Redis keeps a wake-up for a worker that was not waiting yet).
+        var claimedAtGeneration = 0
         var cancelListeners: [UUID: AsyncStream<JobID>.Continuation] = [:]
     }
     private let state = NIOLockedValueBox(State())
@@ -79,6 +82,7 @@ public final class MemoryJobQueue: JobQueue {
     public func claim(worker: String, maximum: Int, batch: Bool) async throws -> ClaimResult {
         let now = Self.now()
         return state.withLockedValue { state -> ClaimResult in
+            state.claimedAtGeneration = state.wakeGeneration
             Self.recoverExpired(now: now, &state)
             for (id, due) in state.delayed.sorted(by: { $0.value < $1.value }) where due <= now {
                 state.delayed[id] = nil
@@ -123,7 +127,7 @@ public final class MemoryJobQueue: JobQueue {
 
     public func waitForWork(timeout: Duration) async throws {
         // A test double: it looks every few milliseconds instead of blocking on a signal.
-        let seen = state.withLockedValue { $0.wakeGeneration }
+        let seen = state.withLockedValue { $0.claimedAtGeneration }
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline, state.withLockedValue({ $0.wakeGeneration }) == seen {
             try await Task.sleep(for: min(.milliseconds(5), deadline - ContinuousClock.now))
