@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import NIOConcurrencyHelpers
 
 /// One model's deployments in order of preference, each with its provider and circuit breaker.
 /// A call goes to the first deployment whose circuit lets it through; a failure that may pass
@@ -68,11 +69,10 @@ public struct ModelRoute: Sendable {
             let task = Task {
                 do {
                     try await route { target in
-                        var answering = false
-                        for try await part in target.provider.streamChat(messages: messages, options: options) {
+                        let answering = NIOLockedValueBox(false)
+                        try await target.provider.chat(messages: messages, options: options) { part in
                             // The deployment works once it answers: a probe need not wait for the end.
-                            if case .text = part, !answering {
-                                answering = true
+                            if case .text = part, answering.withLockedValue({ answering in defer { answering = true }; return !answering }) {
                                 target.breaker.succeeded()
                             }
                             continuation.yield(part)

@@ -74,7 +74,7 @@ public struct OpenAIProvider: Sendable {
             // consumer stops iterating (onTermination), which aborts the HTTP request.
             let task = Task {
                 do {
-                    try await runRetrying(messages: messages, options: options) { continuation.yield($0) }
+                    try await chat(messages: messages, options: options) { continuation.yield($0) }
                     continuation.finish()
                 } catch {
                     continuation.finish(throwing: error)
@@ -84,7 +84,9 @@ public struct OpenAIProvider: Sendable {
         }
     }
 
-    private func runRetrying(messages: [ChatMessage], options: GenerationOptions, yield: @escaping @Sendable (ChatStreamPart) -> Void) async throws {
+    /// A chat completion whose pieces go to `yield` as they arrive, in the caller's task (no
+    /// stream between: `ModelRoute` relays them to its own stream).
+    func chat(messages: [ChatMessage], options: GenerationOptions, yield: @escaping @Sendable (ChatStreamPart) -> Void) async throws {
         try await retrying(streaming: true) { progress in
             try await run(messages: messages, options: options) { part in
                 progress.pieceArrived()
