@@ -175,7 +175,7 @@ extension API {
                         citations = sources
                         return true
                     case .token(let text):
-                        try await writer.write(format.sse(format.chunk(delta: ["content": text])))
+                        try await writer.write(format.tokenEvent(text))
                         return true
                     case .done(let reason, let prompt, let completion):
                         try await writer.write(format.sse(format.chunk(delta: [:], finishReason: reason, citations: citations)))

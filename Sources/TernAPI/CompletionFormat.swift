@@ -7,6 +7,16 @@ struct CompletionFormat: Sendable {
     let id: String
     let model: String
     let created: Int
+    /// What every piece's event starts with, up to its text (`tokenEvent`).
+    private let tokenEventHead: String
+
+    init(id: String, model: String, created: Int) {
+        self.id = id
+        self.model = model
+        self.created = created
+        tokenEventHead = #"data: {"id":"# + Self.jsonString(id) + #","object":"chat.completion.chunk","created":"# + String(created)
+            + #","model":"# + Self.jsonString(model) + #","choices":[{"index":0,"delta":{"content":"#
+    }
 
     struct Chunk: Encodable {
         struct Choice: Encodable {
@@ -69,6 +79,38 @@ struct CompletionFormat: Sendable {
 
     private func usage(prompt: Int, completion: Int) -> Usage {
         Usage(prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion)
+    }
+
+    /// The event of one piece of the answer: the chunk `chunk(delta: ["content": text])` is,
+    /// written directly. Every piece of every stream takes this path; JSONEncoder made it cost
+    /// the API a seventh more CPU.
+    func tokenEvent(_ text: String) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(tokenEventHead.utf8.count + text.utf8.count + 40)
+        buffer.writeString(tokenEventHead)
+        buffer.writeString(Self.jsonString(text))
+        buffer.writeString(#"},"finish_reason":null}]}"# + "\n\n")
+        return buffer
+    }
+
+    /// `text` as a JSON string, quotes included: `"` and `\` escaped, control characters as
+    /// escapes, the rest as it is (UTF-8).
+    static func jsonString(_ text: String) -> String {
+        var escaped = "\""
+        escaped.reserveCapacity(text.utf8.count + 2)
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": escaped += "\\\""
+            case "\\": escaped += "\\\\"
+            case "\n": escaped += "\\n"
+            case "\r": escaped += "\\r"
+            case "\t": escaped += "\\t"
+            case _ where scalar.value < 0x20:
+                escaped += "\\u00" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
+            default: escaped.unicodeScalars.append(scalar)
+            }
+        }
+        return escaped + "\""
     }
 
     /// One Server-Sent Event carrying `value` as JSON.

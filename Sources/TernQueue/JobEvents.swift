@@ -143,7 +143,8 @@ extension JobEvents {
     /// announcement without one.
     static func announcedEvent(_ payload: ByteBuffer) -> (previous: String, event: JobEvent)? {
         guard payload.readableBytes > 1,
-              let parts = try? JSONDecoder().decode([String].self, from: Data(payload.readableBytesView)),
+              // JSONSerialization: half the cost of JSONDecoder here, and every piece of every answer comes this way.
+              let parts = (try? JSONSerialization.jsonObject(with: Data(payload.readableBytesView))) as? [String],
               parts.count >= 2, parts.count % 2 == 0
         else { return nil }
         var fields: [String: String] = [:]

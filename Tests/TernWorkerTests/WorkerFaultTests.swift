@@ -113,7 +113,9 @@ struct MockAborts: Decodable {
 
 @Suite struct CancellationTests {
     @Test func cancellingAbortsTheUpstreamCallAtOnceAndRecordsTheTokensStreamed() async throws {
-        let model = WorkerFaultTests.fault("slow=20,tokens=5000")
+        // Pieces 5 ms apart: the mock notices its client has left at its next write, so the
+        // gap between pieces is how late it can tell.
+        let model = WorkerFaultTests.fault("slow=5,tokens=5000")
         try await ChatWorkerHarness.run(upstreamModel: model) { harness in
             let (job, conversation) = try await harness.enqueue(maxTokens: 5000)
             let started = try await eventually { try await harness.tokenCount(job) >= 3 }
