@@ -69,10 +69,13 @@ public struct ModelRoute: Sendable {
             let task = Task {
                 do {
                     try await route { target in
-                        let answering = NIOLockedValueBox(false)
+                        let answered = NIOLockedValueBox(false)
                         try await target.provider.chat(messages: messages, options: options) { part in
                             // The deployment works once it answers: a probe need not wait for the end.
-                            if case .text = part, answering.withLockedValue({ answering in defer { answering = true }; return !answering }) {
+                            if case .text = part, !answered.withLockedValue({ answered in
+                                defer { answered = true }
+                                return answered
+                            }) {
                                 target.breaker.succeeded()
                             }
                             continuation.yield(part)

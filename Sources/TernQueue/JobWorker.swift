@@ -8,10 +8,10 @@ import ServiceLifecycle
 ///
 /// One loop claims as many jobs as there are free slots (up to `batchSize` per call) and,
 /// once a claim gets fewer than it asked for (nothing more is ready), blocks on the queue's
-/// wake-up signal. Another renews the leases
-/// of all running jobs in one call at a third of the lease time. A job stops when its
-/// cancellation arrives (pub/sub, or the renewal's answer) and reports its outcome; a failed
-/// attempt is retried with exponential backoff and jitter unless the handler says otherwise. A job of a type with no handler fails
+/// wake-up signal. Another renews the leases of all running jobs in one call at a third of the
+/// lease time. A job stops when its cancellation arrives (pub/sub, or the renewal's answer) and
+/// reports its outcome; a failed attempt is retried with exponential backoff and jitter unless
+/// the handler says otherwise. A job of a type with no handler fails
 /// at once, visibly, instead of waiting forever. On graceful shutdown the worker stops claiming,
 /// lets running jobs finish within `gracePeriod`, and returns the rest to the queue.
 ///
