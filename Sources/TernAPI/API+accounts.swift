@@ -9,9 +9,14 @@ import TernRedis
 import TernStore
 
 /// The body of sign-up and log-in.
-struct CredentialsRequest: Decodable {
+struct CredentialsRequest: JSONBody {
     let email: String
     let password: String
+
+    init(json: JSONObject) throws {
+        email = try json.string("email")
+        password = try json.string("password")
+    }
 }
 
 /// A signed-in session as the accounts API shows it (never the session token: that is in the

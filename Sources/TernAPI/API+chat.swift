@@ -30,9 +30,28 @@ extension API {
         return try await answerResponse(job: jobID, format: completion, headers: headers)
     }
 
-    /// Reads a JSON body within the size limit; a body that is not `Body` is a 400. The body must
-    /// be declared JSON: a cross-site form cannot send that without the browser asking first.
-    func decodeBody<Body: Decodable>(_ type: Body.Type, of request: Request, what: String) async throws -> Body {
+    /// Reads a JSON body within the size limit; a body that is not `Body` is a 400.
+    func decodeBody<Body: JSONBody>(_ type: Body.Type, of request: Request, what: String) async throws -> Body {
+        let body = try await jsonBody(of: request)
+        let failure: String
+        do {
+            let value = try body.withUnsafeReadableBytes { bytes throws(JSONReader.Malformed) in try JSONReader.read(bytes) }
+            return try Body(json: JSONObject(value))
+        } catch let error as APIError {
+            throw error
+        } catch let mismatch as JSONObject.Mismatch {
+            failure = mismatch.missing ? "missing field '\(mismatch.path)'" : "wrong type at '\(mismatch.path)'"
+        } catch {
+            failure = "malformed JSON"
+        }
+        throw APIError.invalid("The body is not a valid \(what): \(failure)")
+    }
+
+    /// A request's body, which must be declared JSON (a cross-site form cannot send that
+    /// without the browser asking first), within the size limit, and hold no NUL: PostgreSQL's
+    /// text cannot, so no text field may. A zero byte is never in UTF-8 JSON (only in UTF-16
+    /// or UTF-32, which are refused), so the escape is what is looked for.
+    private func jsonBody(of request: Request) async throws -> ByteBuffer {
         guard let mediaType = request.headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased(),
               mediaType == "application/json"
         else {
@@ -44,18 +63,10 @@ extension API {
         } catch {
             throw APIError(.contentTooLarge, code: "body_too_large", message: "The request body is larger than \(configuration.limits.maximumBodyBytes) bytes.")
         }
-        // PostgreSQL's text cannot hold NUL, so no text field may. A zero byte is never in UTF-8
-        // JSON (only in UTF-16 or UTF-32, which are refused).
         guard !body.readableBytesView.contains(0), !Self.containsEscapedNUL(body.readableBytesView) else {
             throw APIError.invalid("Text may not contain NUL characters (\\u0000).")
         }
-        do {
-            return try JSONDecoder().decode(Body.self, from: Data(body.readableBytesView))
-        } catch let error as APIError {
-            throw error
-        } catch {
-            throw APIError.invalid("The body is not a valid \(what): \(Self.describe(error))")
-        }
+        return body
     }
 
     /// Validates a chat request, reserves its tokens, stores its conversation and enqueues its job.
@@ -303,16 +314,6 @@ extension API {
             index = bytes.index(after: index)
         }
         return false
-    }
-
-    static func describe(_ error: any Error) -> String {
-        switch error {
-        case DecodingError.keyNotFound(let key, _): "missing field '\(key.stringValue)'"
-        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
-            "wrong type at '\(context.codingPath.map(\.stringValue).joined(separator: "."))'"
-        case DecodingError.dataCorrupted: "malformed JSON"
-        default: "unreadable body"
-        }
     }
 }
 

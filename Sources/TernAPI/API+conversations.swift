@@ -34,8 +34,12 @@ struct ConversationPage: Encodable {
     let last_id: String?
 }
 
-struct ConversationTitle: Decodable {
+struct ConversationTitle: JSONBody {
     let title: String
+
+    init(json: JSONObject) throws {
+        title = try json.string("title")
+    }
 }
 
 extension API {

@@ -7,28 +7,37 @@ import TernRedis
 import TernStore
 
 /// The body of `POST /v1/embeddings`, as OpenAI defines it.
-struct EmbeddingRequest: Decodable {
-    /// `input` is a string or a list of strings (token arrays are not supported).
-    struct Input: Decodable {
-        let texts: [String]
-        init(from decoder: any Decoder) throws {
-            let container = try decoder.singleValueContainer()
-            if let one = try? container.decode(String.self) {
-                texts = [one]
-            } else if let many = try? container.decode([String].self) {
-                texts = many
-            } else if (try? container.decode([Int].self)) != nil || (try? container.decode([[Int]].self)) != nil {
-                throw APIError.invalid("Token arrays are not supported; send 'input' as text.", param: "input")
-            } else {
-                throw APIError.invalid("'input' must be a string or a list of strings.", param: "input")
-            }
-        }
-    }
+struct EmbeddingRequest: JSONBody {
     let model: String
-    let input: Input
+    /// `input`: a string or a list of strings (token arrays are not supported).
+    let texts: [String]
     let encoding_format: String?
     let dimensions: Int?
     let user: String?
+
+    init(json: JSONObject) throws {
+        model = try json.string("model")
+        let notText = APIError.invalid("'input' must be a string or a list of strings.", param: "input")
+        switch json["input"] {
+        case .string(let one)?:
+            texts = [one]
+        case .array(let elements)?:
+            texts = try elements.map { element in
+                switch element {
+                case .string(let text): return text
+                case .number, .array: throw APIError.invalid("Token arrays are not supported; send 'input' as text.", param: "input")
+                default: throw notText
+                }
+            }
+        case nil:
+            throw JSONObject.Mismatch(path: "input", missing: true)
+        default:
+            throw notText
+        }
+        encoding_format = try json.optionalString("encoding_format")
+        dimensions = try json.optionalInt("dimensions")
+        user = try json.optionalString("user")
+    }
 }
 
 /// The answer of `POST /v1/embeddings`.
@@ -77,7 +86,7 @@ extension API {
             return (body, try await enqueueEmbedding(of: try validated(body), model: body.model, for: caller))
         }
         let base64 = body.encoding_format == "base64"
-        logger.info("embedding job enqueued", metadata: ["job": "\(jobID)", "user": "\(user)", "inputs": "\(body.input.texts.count)"])
+        logger.info("embedding job enqueued", metadata: ["job": "\(jobID)", "user": "\(user)", "inputs": "\(body.texts.count)"])
 
         let embeddings = try await embeddingsOf(jobID)
         let items = embeddings.vectors.enumerated().map { index, vector in
@@ -125,7 +134,7 @@ extension API {
 
     /// The request's texts, checked against the limits.
     private func validated(_ body: EmbeddingRequest) throws -> [String] {
-        let texts = body.input.texts
+        let texts = body.texts
         let limits = configuration.limits
         guard !texts.isEmpty, texts.count <= limits.maximumEmbeddingInputs else {
             throw APIError.invalid("'input' must hold 1 to \(limits.maximumEmbeddingInputs) texts.", param: "input")

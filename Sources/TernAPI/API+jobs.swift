@@ -51,9 +51,15 @@ struct JobObject: Encodable {
 }
 
 /// `POST /v1/jobs`: a chat completion to run in the background.
-struct CreateJobRequest: Decodable {
+struct CreateJobRequest: JSONBody {
     let type: String
     let input: ChatCompletionRequest
+
+    init(json: JSONObject) throws {
+        type = try json.string("type")
+        guard let input = try json.optionalObject("input") else { throw JSONObject.Mismatch(path: "input", missing: true) }
+        self.input = try ChatCompletionRequest(json: input)
+    }
 }
 
 extension API {

@@ -29,8 +29,12 @@ struct KeyList: Encodable {
     let data: [KeyObject]
 }
 
-struct CreateKeyRequest: Decodable {
+struct CreateKeyRequest: JSONBody {
     let name: String
+
+    init(json: JSONObject) throws {
+        name = try json.string("name")
+    }
 }
 
 extension API {

@@ -3,42 +3,13 @@ import HTTPTypes
 import TernAI
 
 /// The body of `POST /v1/chat/completions`, as OpenAI defines it (the fields Tern supports).
-struct ChatCompletionRequest: Decodable {
-    struct Message: Decodable {
+struct ChatCompletionRequest: JSONBody {
+    struct Message {
         let role: String
         let content: String
-
-        enum CodingKeys: String, CodingKey { case role, content }
-        struct Part: Decodable {
-            let type: String
-            let text: String?
-        }
-
-        init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: CodingKeys.self)
-            role = try container.decode(String.self, forKey: .role)
-            // Content is a string or a list of parts; only text parts are supported.
-            if let text = try? container.decode(String.self, forKey: .content) {
-                content = text
-            } else {
-                let parts = try container.decode([Part].self, forKey: .content)
-                guard parts.allSatisfy({ $0.type == "text" }) else {
-                    throw APIError.invalid("Only text content parts are supported.", param: "messages")
-                }
-                content = parts.compactMap(\.text).joined()
-            }
-        }
     }
-    struct StreamOptions: Decodable {
+    struct StreamOptions {
         let include_usage: Bool?
-    }
-    /// `stop` is a string or a list of strings.
-    struct Stop: Decodable {
-        let values: [String]
-        init(from decoder: any Decoder) throws {
-            let container = try decoder.singleValueContainer()
-            if let one = try? container.decode(String.self) { values = [one] } else { values = try container.decode([String].self) }
-        }
     }
 
     let model: String
@@ -48,7 +19,8 @@ struct ChatCompletionRequest: Decodable {
     let max_completion_tokens: Int?
     let temperature: Double?
     let top_p: Double?
-    let stop: Stop?
+    /// A string or a list of strings in the body.
+    let stop: [String]?
     let seed: Int?
     let stream_options: StreamOptions?
     /// The caller's own id for its end user (OpenAI's `user`): logged with the job, for abuse reports.
@@ -56,23 +28,66 @@ struct ChatCompletionRequest: Decodable {
     /// Answer from the caller's documents (a Tern extension): `"all"`, or a list of ids.
     let documents: DocumentScope?
 
+    init(json: JSONObject) throws {
+        model = try json.string("model")
+        guard let messages = try json.optionalArray("messages", { element, index in
+            try Message(json: JSONObject(element, path: json.path("messages", index)))
+        }) else { throw JSONObject.Mismatch(path: "messages", missing: true) }
+        self.messages = messages
+        stream = try json.optionalBool("stream")
+        max_tokens = try json.optionalInt("max_tokens")
+        max_completion_tokens = try json.optionalInt("max_completion_tokens")
+        temperature = try json.optionalDouble("temperature")
+        top_p = try json.optionalDouble("top_p")
+        if case .string(let one)? = json["stop"] { stop = [one] } else { stop = try json.optionalStrings("stop") }
+        seed = try json.optionalInt("seed")
+        stream_options = try json.optionalObject("stream_options").map { StreamOptions(include_usage: try $0.optionalBool("include_usage")) }
+        user = try json.optionalString("user")
+        documents = try json["documents"].map(DocumentScope.init)
+    }
+
     /// `"all"` (then `ids` is empty) or a list of at most 1000 document ids.
-    struct DocumentScope: Decodable {
+    struct DocumentScope {
         let ids: [UUID]
-        init(from decoder: any Decoder) throws {
-            let container = try decoder.singleValueContainer()
-            if let all = try? container.decode(String.self) {
-                guard all == "all" else { throw APIError.invalid("'documents' must be \"all\" or a list of document ids.", param: "documents") }
+        init(json: JSONValue) throws {
+            switch json {
+            case .string("all"):
                 ids = []
-                return
-            }
-            guard let texts = try? container.decode([String].self), (1...1000).contains(texts.count) else {
+            case .string:
+                throw APIError.invalid("'documents' must be \"all\" or a list of document ids.", param: "documents")
+            case .array(let elements) where (1...1000).contains(elements.count):
+                ids = try elements.map { element in
+                    guard case .string(let text) = element, let id = UUID(uuidString: text) else {
+                        throw APIError.invalid("'documents' must hold document ids.", param: "documents")
+                    }
+                    return id
+                }
+            default:
                 throw APIError.invalid("'documents' must be \"all\" or a list of 1 to 1000 document ids.", param: "documents")
             }
-            ids = try texts.map { text in
-                guard let id = UUID(uuidString: text) else { throw APIError.invalid("'documents' must hold document ids.", param: "documents") }
-                return id
+        }
+    }
+}
+
+extension ChatCompletionRequest.Message {
+    init(json: JSONObject) throws {
+        role = try json.string("role")
+        // Content is a string or a list of parts; only text parts are supported.
+        switch json["content"] {
+        case .string(let text)?:
+            content = text
+        case .array?:
+            let parts = try json.optionalArray("content") { element, index in
+                try JSONObject(element, path: json.path("content", index))
+            } ?? []
+            guard try parts.allSatisfy({ try $0.string("type") == "text" }) else {
+                throw APIError.invalid("Only text content parts are supported.", param: "messages")
             }
+            content = try parts.compactMap { try $0.optionalString("text") }.joined()
+        case nil:
+            throw JSONObject.Mismatch(path: json.path("content"), missing: true)
+        default:
+            throw json.wrongType("content")
         }
     }
 }
@@ -116,9 +131,9 @@ extension ChatCompletionRequest {
             throw APIError.invalid("'temperature' must be between 0 and 2.", param: "temperature")
         }
         if let top_p, !(0...1).contains(top_p) { throw APIError.invalid("'top_p' must be between 0 and 1.", param: "top_p") }
-        if let stop, stop.values.count > 4 { throw APIError.invalid("'stop' may hold at most 4 sequences.", param: "stop") }
+        if let stop, stop.count > 4 { throw APIError.invalid("'stop' may hold at most 4 sequences.", param: "stop") }
         let chatMessages = messages.map { ChatMessage(role: $0.role == "developer" ? "system" : $0.role, content: $0.content) }
-        let options = GenerationOptions(maxTokens: maxTokens, temperature: temperature, topP: top_p, stop: stop?.values, seed: seed)
+        let options = GenerationOptions(maxTokens: maxTokens, temperature: temperature, topP: top_p, stop: stop, seed: seed)
         return (chatMessages, options)
     }
 }

@@ -14,8 +14,8 @@ struct CompletionFormat: Sendable {
         self.id = id
         self.model = model
         self.created = created
-        tokenEventHead = #"data: {"id":"# + Self.jsonString(id) + #","object":"chat.completion.chunk","created":"# + String(created)
-            + #","model":"# + Self.jsonString(model) + #","choices":[{"index":0,"delta":{"content":"#
+        tokenEventHead = #"data: {"id":"# + JSONText.string(id) + #","object":"chat.completion.chunk","created":"# + String(created)
+            + #","model":"# + JSONText.string(model) + #","choices":[{"index":0,"delta":{"content":"#
     }
 
     struct Chunk: Encodable {
@@ -88,29 +88,9 @@ struct CompletionFormat: Sendable {
         var buffer = ByteBuffer()
         buffer.reserveCapacity(tokenEventHead.utf8.count + text.utf8.count + 40)
         buffer.writeString(tokenEventHead)
-        buffer.writeString(Self.jsonString(text))
+        buffer.writeString(JSONText.string(text))
         buffer.writeString(#"},"finish_reason":null}]}"# + "\n\n")
         return buffer
-    }
-
-    /// `text` as a JSON string, quotes included: `"` and `\` escaped, control characters as
-    /// escapes, the rest as it is (UTF-8).
-    static func jsonString(_ text: String) -> String {
-        var escaped = "\""
-        escaped.reserveCapacity(text.utf8.count + 2)
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": escaped += "\\\""
-            case "\\": escaped += "\\\\"
-            case "\n": escaped += "\\n"
-            case "\r": escaped += "\\r"
-            case "\t": escaped += "\\t"
-            case _ where scalar.value < 0x20:
-                escaped += "\\u00" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
-            default: escaped.unicodeScalars.append(scalar)
-            }
-        }
-        return escaped + "\""
     }
 
     /// One Server-Sent Event carrying `value` as JSON.

@@ -1,0 +1,107 @@
+/// A request body, read by hand from its JSON (`JSONReader`) with `JSONObject`'s accessors:
+/// JSONDecoder's generic decoding cost more than the rest of a search or a chat request (a
+/// search's body is mostly its 384 numbers), read cold as a request at a time is.
+/// `API.decodeBody` reads them. An initializer may also throw an `APIError` of its own.
+protocol JSONBody {
+    init(json: JSONObject) throws
+}
+
+/// The members of a JSON object, read field by field with JSONDecoder's rules: an optional
+/// field may be absent or `null`, a number read as an integer must be whole, unknown members
+/// are ignored.
+struct JSONObject {
+    /// A field missing or of the wrong type; `path` as JSONDecoder's coding path (`messages.3.role`).
+    struct Mismatch: Error {
+        let path: String
+        let missing: Bool
+    }
+
+    let members: [String: JSONValue]
+    /// Where this object is in the body (`""` for the body itself).
+    let path: String
+
+    init(_ value: JSONValue, path: String = "") throws {
+        guard case .object(let members) = value else { throw Mismatch(path: path, missing: false) }
+        self.members = members
+        self.path = path
+    }
+
+    /// The path of a member, or of an element of a member.
+    func path(_ key: String, _ index: Int? = nil) -> String {
+        (path.isEmpty ? key : "\(path).\(key)") + (index.map { ".\($0)" } ?? "")
+    }
+
+    func wrongType(_ key: String, _ index: Int? = nil) -> Mismatch { Mismatch(path: path(key, index), missing: false) }
+
+    /// A member's value; `nil` when it is absent or `null`.
+    subscript(key: String) -> JSONValue? {
+        if case .null? = members[key] { return nil }
+        return members[key]
+    }
+
+    func string(_ key: String) throws -> String {
+        guard let value = try optionalString(key) else { throw Mismatch(path: path(key), missing: true) }
+        return value
+    }
+
+    func optionalString(_ key: String) throws -> String? {
+        switch self[key] {
+        case nil: nil
+        case .string(let text)?: text
+        default: throw wrongType(key)
+        }
+    }
+
+    func optionalInt(_ key: String) throws -> Int? {
+        guard let number = try optionalDouble(key) else { return nil }
+        guard let whole = Int(exactly: number) else { throw wrongType(key) }
+        return whole
+    }
+
+    func optionalDouble(_ key: String) throws -> Double? {
+        switch self[key] {
+        case nil: nil
+        case .number(let number)?: number
+        default: throw wrongType(key)
+        }
+    }
+
+    func optionalBool(_ key: String) throws -> Bool? {
+        switch self[key] {
+        case nil: nil
+        case .bool(let value)?: value
+        default: throw wrongType(key)
+        }
+    }
+
+    func optionalObject(_ key: String) throws -> JSONObject? {
+        guard let value = self[key] else { return nil }
+        return try JSONObject(value, path: path(key))
+    }
+
+    func optionalStrings(_ key: String) throws -> [String]? {
+        try optionalArray(key) { element, _ -> String? in
+            if case .string(let text) = element { text } else { nil }
+        }
+    }
+
+    /// Numbers as `Float`: one past its range is infinite, for the caller to refuse.
+    func optionalFloats(_ key: String) throws -> [Float]? {
+        try optionalArray(key) { element, _ -> Float? in
+            if case .number(let number) = element { Float(number) } else { nil }
+        }
+    }
+
+    /// A member that is an array, each element read by `read` (`nil`: of the wrong type).
+    func optionalArray<Element>(_ key: String, _ read: (JSONValue, Int) throws -> Element?) throws -> [Element]? {
+        guard let value = self[key] else { return nil }
+        guard case .array(let elements) = value else { throw wrongType(key) }
+        var values: [Element] = []
+        values.reserveCapacity(elements.count)
+        for (index, element) in elements.enumerated() {
+            guard let value = try read(element, index) else { throw wrongType(key, index) }
+            values.append(value)
+        }
+        return values
+    }
+}
