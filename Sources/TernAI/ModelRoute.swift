@@ -63,30 +63,44 @@ public struct ModelRoute: Sendable {
         })
     }
 
-    /// Streams a chat completion from the first deployment that answers.
-    public func streamChat(messages: [ChatMessage], options: GenerationOptions) -> AsyncThrowingStream<ChatStreamPart, any Error> {
-        AsyncThrowingStream { continuation in
-            let task = Task {
-                do {
-                    try await route { target in
-                        let answered = NIOLockedValueBox(false)
-                        try await target.provider.chat(messages: messages, options: options) { part in
-                            // The deployment works once it answers: a probe need not wait for the end.
-                            if case .text = part, !answered.withLockedValue({ answered in
-                                defer { answered = true }
-                                return answered
-                            }) {
-                                target.breaker.succeeded()
-                            }
-                            continuation.yield(part)
+    /// Streams a chat completion from the first deployment that answers, in batches: a batch
+    /// holds every part that came since the reader took the last one. A reader that keeps up
+    /// gets a part at a time; one that falls behind (its write of the last batch still in
+    /// flight, on a loaded machine) catches up in one step instead of one write per part, so the
+    /// answer's events never lag the model by more than a write. Stopping the reading (or
+    /// cancelling its task) aborts the model call.
+    public func streamChat(messages: [ChatMessage], options: GenerationOptions) -> some AsyncSequence<[ChatStreamPart], any Error> {
+        let arrived = NIOLockedValueBox<[ChatStreamPart]>([])
+        // At most one signal waits: the parts behind a signal are taken with the one before.
+        let (signals, continuation) = AsyncThrowingStream<Void, any Error>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let task = Task {
+            do {
+                try await route { target in
+                    let answered = NIOLockedValueBox(false)
+                    try await target.provider.chat(messages: messages, options: options) { part in
+                        // The deployment works once it answers: a probe need not wait for the end.
+                        if case .text = part, !answered.withLockedValue({ answered in
+                            defer { answered = true }
+                            return answered
+                        }) {
+                            target.breaker.succeeded()
                         }
+                        arrived.withLockedValue { $0.append(part) }
+                        continuation.yield()
                     }
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
                 }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
             }
-            continuation.onTermination = { _ in task.cancel() }
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        return signals.compactMap { _ -> [ChatStreamPart]? in
+            let batch = arrived.withLockedValue { parts in
+                defer { parts = [] }
+                return parts
+            }
+            return batch.isEmpty ? nil : batch
         }
     }
 

@@ -120,7 +120,7 @@ struct JSONReader {
         }
     }
 
-    /// A number by JSON's grammar, read as the nearest `Double` (±infinity past its range).
+    /// A number by JSON's grammar, read as the nearest `Double`; one past its range is refused.
     private mutating func number() throws(Malformed) -> Double {
         let start = index
         if current == UInt8(ascii: "-") { index += 1 }
@@ -140,7 +140,7 @@ struct JSONReader {
         }
         // The text is digits, a sign, a point and an exponent, which `Double` reads exactly.
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-        guard let value = Double(text) else { throw Malformed(offset: start) }
+        guard let value = Double(text), value.isFinite else { throw Malformed(offset: start) }
         return value
     }
 

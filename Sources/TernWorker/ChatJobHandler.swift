@@ -106,29 +106,35 @@ public struct ChatJobHandler: JobHandler {
         var completionPieces = 0
         var reported: TokenUsage?
         do {
-            for try await part in answerParts {
-                switch part {
-                case .text(let raw):
-                    // PostgreSQL's text cannot hold NUL: the model's are dropped before anyone sees them.
-                    let text = raw.contains("\u{0}") ? raw.replacingOccurrences(of: "\u{0}", with: "") : raw
-                    completionPieces += 1
-                    let before = answer.utf8.count
-                    let seen = streamedSoFar.utf8.count
-                    answer += text
-                    if answer.utf8.count <= seen {
-                        guard streamedSoFar.utf8.starts(with: answer.utf8) else { throw Diverged() }
-                        continue
+            for try await parts in answerParts {
+                // The text of the batch that clients have not seen yet goes out as one event.
+                var newText = ""
+                for part in parts {
+                    switch part {
+                    case .text(let raw):
+                        // PostgreSQL's text cannot hold NUL: the model's are dropped before anyone sees them.
+                        let text = raw.contains("\u{0}") ? raw.replacingOccurrences(of: "\u{0}", with: "") : raw
+                        completionPieces += 1
+                        let before = answer.utf8.count
+                        let seen = streamedSoFar.utf8.count
+                        answer += text
+                        if answer.utf8.count <= seen {
+                            guard streamedSoFar.utf8.starts(with: answer.utf8) else { throw Diverged() }
+                            continue
+                        }
+                        if before < seen {
+                            guard answer.utf8.starts(with: streamedSoFar.utf8) else { throw Diverged() }
+                        }
+                        // `answer` starts with `streamedSoFar`, so this cut is on a character boundary.
+                        newText += String(decoding: answer.utf8.dropFirst(max(before, seen)), as: UTF8.self)
+                    case .finished(let reason, let prompt, let completion):
+                        finish = (reason, prompt ?? 0, completion ?? completionPieces)
+                        reported = TokenUsage(promptTokens: finish.promptTokens, completionTokens: finish.completionTokens)
                     }
-                    if before < seen {
-                        guard answer.utf8.starts(with: streamedSoFar.utf8) else { throw Diverged() }
-                    }
-                    // `answer` starts with `streamedSoFar`, so this cut is on a character boundary.
-                    let newText = String(decoding: answer.utf8.dropFirst(max(before, seen)), as: UTF8.self)
+                }
+                if !newText.isEmpty {
                     _ = try await startAnnounced
                     try await events.append(job.id, ChatEvent.token(newText).fields)
-                case .finished(let reason, let prompt, let completion):
-                    finish = (reason, prompt ?? 0, completion ?? completionPieces)
-                    reported = TokenUsage(promptTokens: finish.promptTokens, completionTokens: finish.completionTokens)
                 }
             }
         } catch {

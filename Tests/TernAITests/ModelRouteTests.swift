@@ -20,8 +20,8 @@ import TernTestSupport
     func answer(_ route: ModelRoute) async -> (text: String, error: (any Error)?) {
         var text = ""
         do {
-            for try await part in route.streamChat(messages: [ChatMessage(role: "user", content: "hi")], options: GenerationOptions(maxTokens: 6)) {
-                if case .text(let piece) = part { text += piece }
+            for try await parts in route.streamChat(messages: [ChatMessage(role: "user", content: "hi")], options: GenerationOptions(maxTokens: 6)) {
+                for case .text(let piece) in parts { text += piece }
             }
             return (text, nil)
         } catch {

@@ -21,7 +21,7 @@ import Testing
     @Test(arguments: [
         "", " ", "{", "}", "[1,]", #"{"a":1,}"#, "[01]", "[+1]", "[.5]", "[1.]", "[1e]", "[-]", "NaN", "[Infinity]", "tru", "nul",
         #"{"a" 1}"#, #"{a:1}"#, #"{"a":1}x"#, #"["a" "b"]"#, "\"tab\there\"", #""\x""#, #""\u12""#, #""\ud800""#, #""\udc00x""#,
-        #""\ud800\u0041""#, #""unterminated"#, "[1] [2]", "// comment\n1", "'single'",
+        #""\ud800\u0041""#, #""unterminated"#, "[1] [2]", "// comment\n1", "'single'", "1e400", "[-1e392]",
     ])
     func refusesWhatIsNotJSON(text: String) {
         #expect(throws: JSONReader.Malformed.self) { try JSONReader.read(text) }
