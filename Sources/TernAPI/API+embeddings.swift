@@ -25,7 +25,7 @@ struct EmbeddingRequest: JSONBody {
             texts = try elements.map { element in
                 switch element {
                 case .string(let text): return text
-                case .number, .array: throw APIError.invalid("Token arrays are not supported; send 'input' as text.", param: "input")
+                case .number, .integer, .array: throw APIError.invalid("Token arrays are not supported; send 'input' as text.", param: "input")
                 default: throw notText
                 }
             }

@@ -32,7 +32,7 @@ struct ChatCompletionRequest: JSONBody {
         model = try json.string("model")
         guard let messages = try json.optionalArray("messages", { element, index in
             try Message(json: JSONObject(element, path: json.path("messages", index)))
-        }) else { throw JSONObject.Mismatch(path: "messages", missing: true) }
+        }) else { throw JSONObject.Mismatch(path: json.path("messages"), missing: true) }
         self.messages = messages
         stream = try json.optionalBool("stream")
         max_tokens = try json.optionalInt("max_tokens")

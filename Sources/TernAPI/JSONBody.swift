@@ -53,15 +53,22 @@ struct JSONObject {
     }
 
     func optionalInt(_ key: String) throws -> Int? {
-        guard let number = try optionalDouble(key) else { return nil }
-        guard let whole = Int(exactly: number) else { throw wrongType(key) }
-        return whole
+        switch self[key] {
+        case nil: return nil
+        case .integer(let integer)?: return integer
+        case .number(let number)?:
+            // A whole number written with a fraction or an exponent (`1.0`, `1e3`).
+            guard let whole = Int(exactly: number) else { throw wrongType(key) }
+            return whole
+        default: throw wrongType(key)
+        }
     }
 
     func optionalDouble(_ key: String) throws -> Double? {
         switch self[key] {
         case nil: nil
         case .number(let number)?: number
+        case .integer(let integer)?: Double(integer)
         default: throw wrongType(key)
         }
     }
@@ -88,7 +95,11 @@ struct JSONObject {
     /// Numbers as `Float`: one past its range is infinite, for the caller to refuse.
     func optionalFloats(_ key: String) throws -> [Float]? {
         try optionalArray(key) { element, _ -> Float? in
-            if case .number(let number) = element { Float(number) } else { nil }
+            switch element {
+            case .number(let number): Float(number)
+            case .integer(let integer): Float(integer)
+            default: nil
+            }
         }
     }
 

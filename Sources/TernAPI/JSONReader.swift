@@ -2,7 +2,10 @@
 enum JSONValue: Equatable, Sendable {
     case null
     case bool(Bool)
+    /// A number with a fraction or an exponent, or an integer beyond `Int`.
     case number(Double)
+    /// An integer, exactly (a seed may use all 63 bits, which a `Double` rounds).
+    case integer(Int)
     case string(String)
     case array([JSONValue])
     /// An object's members; of a key given twice, the last value.
@@ -20,7 +23,8 @@ struct JSONReader {
         let offset: Int
     }
 
-    static let maximumDepth = 64
+    /// As deep as JSONDecoder goes.
+    static let maximumDepth = 512
 
     private let bytes: UnsafeRawBufferPointer
     private var index = 0
@@ -31,6 +35,8 @@ struct JSONReader {
 
     static func read(_ bytes: UnsafeRawBufferPointer) throws(Malformed) -> JSONValue {
         var reader = JSONReader(bytes)
+        // A byte order mark may come first (RFC 8259 lets a reader ignore it).
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { reader.index = 3 }
         let value = try reader.value(depth: 0)
         reader.skipWhitespace()
         guard reader.index == bytes.count else { throw Malformed(offset: reader.index) }
@@ -68,7 +74,7 @@ struct JSONReader {
         case UInt8(ascii: "t"): try expect("true"); return .bool(true)
         case UInt8(ascii: "f"): try expect("false"); return .bool(false)
         case UInt8(ascii: "n"): try expect("null"); return .null
-        default: return .number(try number())
+        default: return try number()
         }
     }
 
@@ -120,28 +126,33 @@ struct JSONReader {
         }
     }
 
-    /// A number by JSON's grammar, read as the nearest `Double`; one past its range is refused.
-    private mutating func number() throws(Malformed) -> Double {
+    /// A number by JSON's grammar: an integer exactly if `Int` holds it, otherwise the nearest
+    /// `Double`; one past `Double`'s range is refused.
+    private mutating func number() throws(Malformed) -> JSONValue {
         let start = index
+        var whole = true
         if current == UInt8(ascii: "-") { index += 1 }
         guard let first = current, isDigit(first) else { throw malformed }
         index += 1
         if first != UInt8(ascii: "0") { skipDigits() }
         if current == UInt8(ascii: ".") {
+            whole = false
             index += 1
             guard let digit = current, isDigit(digit) else { throw malformed }
             skipDigits()
         }
         if current == UInt8(ascii: "e") || current == UInt8(ascii: "E") {
+            whole = false
             index += 1
             if current == UInt8(ascii: "+") || current == UInt8(ascii: "-") { index += 1 }
             guard let digit = current, isDigit(digit) else { throw malformed }
             skipDigits()
         }
-        // The text is digits, a sign, a point and an exponent, which `Double` reads exactly.
+        // The text is digits, a sign, a point and an exponent, which `Int` and `Double` read exactly.
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+        if whole, let integer = Int(text) { return .integer(integer) }
         guard let value = Double(text), value.isFinite else { throw Malformed(offset: start) }
-        return value
+        return .number(value)
     }
 
     private func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }

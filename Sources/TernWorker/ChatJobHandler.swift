@@ -203,12 +203,15 @@ public struct ChatJobHandler: JobHandler {
         _ job: ClaimedJob, _ chat: ChatJob, answer: String, earlier: String, pieces: Int, reported: TokenUsage?, citations: [Citation]? = nil,
         logger: Logger
     ) async throws -> Never {
-        // What clients saw: this attempt's answer, or an earlier one's if this one is behind.
-        let answer = answer.utf8.count >= earlier.utf8.count ? answer : earlier
+        // Every piece received counts, as the upstream bills it; the answer kept is what clients
+        // saw: the job's token events, read back (the last batch may not have gone out), or, if
+        // they cannot be read, this attempt's answer (an earlier one's if this one is behind).
+        let received = answer.utf8.count >= earlier.utf8.count ? answer : earlier
         let usage = reported ?? TokenUsage(promptTokens: chat.messages.estimatedTokens, completionTokens: pieces)
         do {
             try await Task {
                 guard try await Self.persistently({ try await queue.status(job.id)?.cancelRequested ?? false }) else { return }
+                let answer = (try? await Self.persistently { try await earlierEvents(job).streamedText }) ?? received
                 try await whenStored {
                     try await Self.persistently {
                         try await store.stopChatJob(

@@ -33,6 +33,18 @@ import Testing
         }
     }
 
+    /// Integers are read exactly, to the last of 63 bits; larger ones as the nearest `Double`.
+    @Test func readsIntegersExactly() throws {
+        #expect(try JSONReader.read("[9007199254740993, -9223372036854775808, 9223372036854775807, -0, 1.0, 1e3, 9223372036854775808]")
+            == .array([.integer(9_007_199_254_740_993), .integer(.min), .integer(.max), .integer(0), .number(1), .number(1000), .number(9.223372036854775808e18)]))
+    }
+
+    /// A byte order mark before the document is ignored, as RFC 8259 allows.
+    @Test func ignoresAByteOrderMark() throws {
+        let bytes: [UInt8] = [0xEF, 0xBB, 0xBF] + Array("[1]".utf8)
+        #expect(try bytes.withUnsafeBytes { try JSONReader.read($0) } == .array([.integer(1)]))
+    }
+
     /// Nesting is bounded, so a body of brackets cannot exhaust the stack.
     @Test func boundsNesting() throws {
         let deepest = JSONReader.maximumDepth
@@ -73,6 +85,7 @@ import Testing
         // Foundation reads both as NSNumber, so a flag and a number are told apart by the text alone.
         case .bool(let flag): return (object as? Bool) == flag
         case .number(let number): return (object as? NSNumber)?.doubleValue == number
+        case .integer(let integer): return (object as? NSNumber)?.int64Value == Int64(integer)
         case .string(let text): return (object as? String) == text
         case .array(let elements):
             guard let others = object as? [Any], others.count == elements.count else { return false }
