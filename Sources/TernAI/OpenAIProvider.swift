@@ -126,8 +126,7 @@ public struct OpenAIProvider: Sendable {
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "Accept", value: "text/event-stream")
         if let key = configuration.apiKey { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
-        let body = UpstreamChatRequest(model: configuration.model, messages: messages, options: options)
-        request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
+        request.body = .bytes(ByteBuffer(string: UpstreamChatRequest(model: configuration.model, messages: messages, options: options).json))
 
         let response: HTTPClientResponse
         do {
@@ -153,12 +152,12 @@ public struct OpenAIProvider: Sendable {
                         Self.drain(answer)
                         break reading
                     }
-                    guard let decoded = try? JSONDecoder().decode(UpstreamChunk.self, from: Data(event.data.utf8)) else {
+                    guard let decoded = UpstreamChunk(json: event.data) else {
                         throw ProviderError(.malformedResponse, "upstream sent an event that is not a completion chunk")
                     }
-                    if let error = decoded.error { throw ProviderError(.upstreamError, error.message ?? "upstream error") }
-                    if let text = decoded.choices?.first?.delta?.content, !text.isEmpty { yield(.text(text)) }
-                    if let reason = decoded.choices?.first?.finish_reason { finishReason = reason }
+                    if let error = decoded.error { throw ProviderError(.upstreamError, error) }
+                    if let text = decoded.content, !text.isEmpty { yield(.text(text)) }
+                    if let reason = decoded.finishReason { finishReason = reason }
                     if let reported = decoded.usage { usage = reported }
                 }
             }
@@ -246,41 +245,59 @@ struct UpstreamEmbeddings: Decodable {
 }
 
 /// The request body sent upstream.
-struct UpstreamChatRequest: Encodable {
-    struct StreamOptions: Encodable { let include_usage = true }
+struct UpstreamChatRequest {
     let model: String
     let messages: [ChatMessage]
-    let stream = true
-    let stream_options = StreamOptions()
     let options: GenerationOptions
 
-    enum CodingKeys: String, CodingKey { case model, messages, stream, stream_options }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(model, forKey: .model)
-        try container.encode(messages, forKey: .messages)
-        try container.encode(stream, forKey: .stream)
-        try container.encode(stream_options, forKey: .stream_options)
-        try options.encode(to: encoder)
+    /// The body as JSON, written directly (`JSONText`): every model call sends one, on the way
+    /// to the first token. Streaming, with the usage in the last chunk; unset options left out.
+    var json: String {
+        var text = #"{"model":"# + JSONText.string(model) + #","messages":["#
+        for (index, message) in messages.enumerated() {
+            if index > 0 { text += "," }
+            text += #"{"role":"# + JSONText.string(message.role) + #","content":"# + JSONText.string(message.content) + "}"
+        }
+        text += #"],"stream":true,"stream_options":{"include_usage":true}"#
+        if let maxTokens = options.maxTokens { text += #","max_tokens":"# + String(maxTokens) }
+        if let temperature = options.temperature { text += #","temperature":"# + JSONText.number(temperature) }
+        if let topP = options.topP { text += #","top_p":"# + JSONText.number(topP) }
+        if let stop = options.stop { text += #","stop":["# + stop.map(JSONText.string).joined(separator: ",") + "]" }
+        if let seed = options.seed { text += #","seed":"# + String(seed) }
+        return text + "}"
     }
 }
 
-/// One streamed chunk from the upstream (only the fields Tern reads).
-struct UpstreamChunk: Decodable {
-    struct Choice: Decodable {
-        struct Delta: Decodable { let content: String? }
-        let delta: Delta?
-        let finish_reason: String?
-    }
-    struct Usage: Decodable {
+/// One streamed chunk from the upstream (only the fields Tern reads), read by hand
+/// (`JSONReader`): every piece of every answer comes this way.
+struct UpstreamChunk {
+    struct Usage {
         let prompt_tokens: Int?
         let completion_tokens: Int?
     }
-    struct ErrorBody: Decodable { let message: String? }
-    let choices: [Choice]?
-    let usage: Usage?
-    let error: ErrorBody?
+    /// The first choice's new text and why it ended.
+    var content: String?
+    var finishReason: String?
+    var usage: Usage?
+    /// An error the upstream sent in the stream (its message, if it gave one).
+    var error: String?
+
+    /// `nil` for text that is not a chunk: not JSON, or a field of the wrong type.
+    init?(json text: String) {
+        do {
+            let chunk = try JSONObject(JSONReader.read(text))
+            if let first = try chunk.optionalArray("choices", { element, index in try JSONObject(element, path: chunk.path("choices", index)) })?.first {
+                content = try first.optionalObject("delta")?.optionalString("content")
+                finishReason = try first.optionalString("finish_reason")
+            }
+            usage = try chunk.optionalObject("usage").map { usage in
+                Usage(prompt_tokens: try usage.optionalInt("prompt_tokens"), completion_tokens: try usage.optionalInt("completion_tokens"))
+            }
+            error = try chunk.optionalObject("error").map { try $0.optionalString("message") ?? "upstream error" }
+        } catch {
+            return nil
+        }
+    }
 }
 
 /// A failed call to a model server.

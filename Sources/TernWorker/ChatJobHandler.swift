@@ -43,7 +43,7 @@ public struct ChatJobHandler: JobHandler {
     }
 
     private func generate(_ job: ClaimedJob, logger: Logger) async throws -> JobOutcome {
-        guard job.type == ChatJob.type, let chat = try? JSONDecoder().decode(ChatJob.self, from: Data(job.payload.utf8)) else {
+        guard job.type == ChatJob.type, let chat = try? ChatJob(payload: job.payload) else {
             logger.error("job payload is not a chat job")
             throw try await fail(job, code: "invalid_job", message: "the job could not be read", logger: logger)
         }

@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import TernAI
 import Testing
 @testable import TernAPI
 

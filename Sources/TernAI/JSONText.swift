@@ -1,10 +1,10 @@
-/// JSON written directly, for the answers every request of a hot path sends (a streamed
-/// piece, a search's hits): JSONEncoder's generic encoding costs more than the rest of
-/// building them. Tests compare each such answer with its encoded form.
-enum JSONText {
+/// JSON written directly, for what every request of a hot path sends (a streamed piece, a
+/// search's hits, the model call's body): JSONEncoder's generic encoding costs more than the
+/// rest of building them. Tests compare each with its encoded form.
+package enum JSONText {
     /// `text` as a JSON string, quotes included: `"` and `\` escaped, control characters as
     /// escapes, the rest as it is (UTF-8).
-    static func string(_ text: String) -> String {
+    package static func string(_ text: String) -> String {
         var escaped = "\""
         escaped.reserveCapacity(text.utf8.count + 2)
         for scalar in text.unicodeScalars {
@@ -24,7 +24,7 @@ enum JSONText {
 
     /// A finite number as JSON (its shortest form that reads back as the same `Double`); JSON
     /// has no NaN or infinity, so those are written as 0.
-    static func number(_ value: Double) -> String {
+    package static func number(_ value: Double) -> String {
         value.isFinite ? String(describing: value) : "0"
     }
 }

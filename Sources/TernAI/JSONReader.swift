@@ -1,5 +1,5 @@
 /// A JSON value, as `JSONReader` reads it.
-enum JSONValue: Equatable, Sendable {
+package enum JSONValue: Equatable, Sendable {
     case null
     case bool(Bool)
     /// A number with a fraction or an exponent, or an integer beyond `Int`.
@@ -13,18 +13,19 @@ enum JSONValue: Equatable, Sendable {
 }
 
 /// Reads a JSON document (RFC 8259, strictly: no comments, trailing commas, NaN or unescaped
-/// control characters; valid UTF-8 only) into a `JSONValue`. For request bodies on hot paths,
-/// which a body type reads from the value by hand (`JSONBody`): JSONDecoder's generic decoding
-/// costs more than the rest of such a request, above all for a vector of numbers. The input's
+/// control characters; valid UTF-8 only) into a `JSONValue`. For the JSON of hot paths (request
+/// bodies, a job's payload, the model's streamed chunks), read from the value by hand
+/// (`JSONObject`): JSONDecoder's generic decoding costs more than the rest of such a step, run
+/// cold as one request at a time runs, and above all for a vector of numbers. The input's
 /// size is bounded by the caller; its nesting here, so garbage cannot exhaust the stack.
-struct JSONReader {
-    struct Malformed: Error, Equatable {
+package struct JSONReader {
+    package struct Malformed: Error, Equatable {
         /// The byte offset where reading stopped.
-        let offset: Int
+        package let offset: Int
     }
 
     /// As deep as JSONDecoder goes.
-    static let maximumDepth = 512
+    package static let maximumDepth = 512
 
     private let bytes: UnsafeRawBufferPointer
     private var index = 0
@@ -33,7 +34,7 @@ struct JSONReader {
         self.bytes = bytes
     }
 
-    static func read(_ bytes: UnsafeRawBufferPointer) throws(Malformed) -> JSONValue {
+    package static func read(_ bytes: UnsafeRawBufferPointer) throws(Malformed) -> JSONValue {
         var reader = JSONReader(bytes)
         // A byte order mark may come first (RFC 8259 lets a reader ignore it).
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { reader.index = 3 }
@@ -43,7 +44,7 @@ struct JSONReader {
         return value
     }
 
-    static func read(_ text: String) throws(Malformed) -> JSONValue {
+    package static func read(_ text: String) throws(Malformed) -> JSONValue {
         let bytes = Array(text.utf8)
         let result = bytes.withUnsafeBytes { bytes in Result { () throws(Malformed) in try read(bytes) } }
         return try result.get()

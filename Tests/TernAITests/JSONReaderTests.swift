@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import TernAPI
+import TernAI
 
 @Suite struct JSONReaderTests {
     /// Documents read the same as JSONSerialization reads them.
