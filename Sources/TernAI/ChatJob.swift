@@ -43,21 +43,17 @@ extension ChatJob {
             guard let id = UUID(uuidString: text) else { throw JSONObject.Mismatch(path: path, missing: false) }
             return id
         }
-        func required<Value>(_ value: Value?, _ key: String) throws -> Value {
-            guard let value else { throw JSONObject.Mismatch(path: key, missing: true) }
-            return value
-        }
         let messages = try job.optionalArray("messages") { element, index in
             let message = try JSONObject(element, path: job.path("messages", index))
             return ChatMessage(role: try message.string("role"), content: try message.string("content"))
         }
-        let options = try required(job.optionalObject("options"), "options")
+        let options = try job.required(job.optionalObject("options"), "options")
         let buckets = try job.optionalObject("tokenBuckets").map { buckets in
-            try buckets.members.keys.reduce(into: [String: Int]()) { $0[$1] = try required(buckets.optionalInt($1), buckets.path($1)) }
+            try buckets.members.keys.reduce(into: [String: Int]()) { $0[$1] = try buckets.required(buckets.optionalInt($1), $1) }
         }
         self.init(
             userID: try uuid(job.string("userID"), at: "userID"), conversationID: try uuid(job.string("conversationID"), at: "conversationID"),
-            model: try job.string("model"), messages: try required(messages, "messages"),
+            model: try job.string("model"), messages: try job.required(messages, "messages"),
             options: GenerationOptions(
                 maxTokens: try options.optionalInt("max_tokens"), temperature: try options.optionalDouble("temperature"),
                 topP: try options.optionalDouble("top_p"), stop: try options.optionalStrings("stop"), seed: try options.optionalInt("seed")),

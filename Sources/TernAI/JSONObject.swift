@@ -36,46 +36,30 @@ package struct JSONObject {
         return members[key]
     }
 
-    package func string(_ key: String) throws -> String {
-        guard let value = try optionalString(key) else { throw Mismatch(path: path(key), missing: true) }
+    /// A member that must be there: `value`, read by one of the `optional` accessors.
+    package func required<Value>(_ value: Value?, _ key: String) throws -> Value {
+        guard let value else { throw Mismatch(path: path(key), missing: true) }
         return value
     }
 
-    package func optionalString(_ key: String) throws -> String? {
-        switch self[key] {
-        case nil: nil
-        case .string(let text)?: text
-        default: throw wrongType(key)
-        }
+    package func string(_ key: String) throws -> String {
+        try required(optionalString(key), key)
     }
 
-    package func optionalInt(_ key: String) throws -> Int? {
-        switch self[key] {
-        case nil: return nil
-        case .integer(let integer)?: return integer
-        case .number(let number)?:
-            // A whole number written with a fraction or an exponent (`1.0`, `1e3`).
-            guard let whole = Int(exactly: number) else { throw wrongType(key) }
-            return whole
-        default: throw wrongType(key)
-        }
-    }
+    package func optionalString(_ key: String) throws -> String? { try optional(key, \.string) }
 
-    package func optionalDouble(_ key: String) throws -> Double? {
-        switch self[key] {
-        case nil: nil
-        case .number(let number)?: number
-        case .integer(let integer)?: Double(integer)
-        default: throw wrongType(key)
-        }
-    }
+    /// A whole number, also one written with a fraction or an exponent (`1.0`, `1e3`).
+    package func optionalInt(_ key: String) throws -> Int? { try optional(key, \.wholeNumber) }
 
-    package func optionalBool(_ key: String) throws -> Bool? {
-        switch self[key] {
-        case nil: nil
-        case .bool(let value)?: value
-        default: throw wrongType(key)
-        }
+    package func optionalDouble(_ key: String) throws -> Double? { try optional(key, \.double) }
+
+    package func optionalBool(_ key: String) throws -> Bool? { try optional(key, \.bool) }
+
+    /// A member read by `read` (`nil`: of the wrong type); `nil` when it is absent or `null`.
+    private func optional<Value>(_ key: String, _ read: (JSONValue) -> Value?) throws -> Value? {
+        guard let value = self[key] else { return nil }
+        guard let read = read(value) else { throw wrongType(key) }
+        return read
     }
 
     package func optionalObject(_ key: String) throws -> JSONObject? {
@@ -84,20 +68,12 @@ package struct JSONObject {
     }
 
     package func optionalStrings(_ key: String) throws -> [String]? {
-        try optionalArray(key) { element, _ -> String? in
-            if case .string(let text) = element { text } else { nil }
-        }
+        try optionalArray(key) { element, _ in element.string }
     }
 
     /// Numbers as `Float`: one past its range is infinite, for the caller to refuse.
     package func optionalFloats(_ key: String) throws -> [Float]? {
-        try optionalArray(key) { element, _ -> Float? in
-            switch element {
-            case .number(let number): Float(number)
-            case .integer(let integer): Float(integer)
-            default: nil
-            }
-        }
+        try optionalArray(key) { element, _ in element.float }
     }
 
     /// A member that is an array, each element read by `read` (`nil`: of the wrong type).
@@ -111,5 +87,40 @@ package struct JSONObject {
             values.append(value)
         }
         return values
+    }
+}
+
+/// A value as one kind, `nil` when it is of another.
+extension JSONValue {
+    var string: String? {
+        if case .string(let text) = self { text } else { nil }
+    }
+
+    var bool: Bool? {
+        if case .bool(let value) = self { value } else { nil }
+    }
+
+    var double: Double? {
+        switch self {
+        case .number(let number): number
+        case .integer(let integer): Double(integer)
+        default: nil
+        }
+    }
+
+    var float: Float? {
+        switch self {
+        case .number(let number): Float(number)
+        case .integer(let integer): Float(integer)
+        default: nil
+        }
+    }
+
+    var wholeNumber: Int? {
+        switch self {
+        case .integer(let integer): integer
+        case .number(let number): Int(exactly: number)
+        default: nil
+        }
     }
 }

@@ -44,9 +44,10 @@ package struct JSONReader {
         return value
     }
 
+    /// Reads `text`'s UTF-8 in place (a payload, a streamed chunk: no copy on the way).
     package static func read(_ text: String) throws(Malformed) -> JSONValue {
-        let bytes = Array(text.utf8)
-        let result = bytes.withUnsafeBytes { bytes in Result { () throws(Malformed) in try read(bytes) } }
+        var text = text
+        let result = text.withUTF8 { bytes in Result { () throws(Malformed) in try read(UnsafeRawBufferPointer(bytes)) } }
         return try result.get()
     }
 

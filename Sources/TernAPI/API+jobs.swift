@@ -57,8 +57,7 @@ struct CreateJobRequest: JSONBody {
 
     init(json: JSONObject) throws {
         type = try json.string("type")
-        guard let input = try json.optionalObject("input") else { throw JSONObject.Mismatch(path: json.path("input"), missing: true) }
-        self.input = try ChatCompletionRequest(json: input)
+        input = try ChatCompletionRequest(json: json.required(json.optionalObject("input"), "input"))
     }
 }
 

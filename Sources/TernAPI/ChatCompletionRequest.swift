@@ -30,10 +30,9 @@ struct ChatCompletionRequest: JSONBody {
 
     init(json: JSONObject) throws {
         model = try json.string("model")
-        guard let messages = try json.optionalArray("messages", { element, index in
+        messages = try json.required(json.optionalArray("messages") { element, index in
             try Message(json: JSONObject(element, path: json.path("messages", index)))
-        }) else { throw JSONObject.Mismatch(path: json.path("messages"), missing: true) }
-        self.messages = messages
+        }, "messages")
         stream = try json.optionalBool("stream")
         max_tokens = try json.optionalInt("max_tokens")
         max_completion_tokens = try json.optionalInt("max_completion_tokens")
