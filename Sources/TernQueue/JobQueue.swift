@@ -20,8 +20,9 @@ public protocol JobQueue: Sendable {
     /// one request: the first takes the provider's concurrency slot and request-rate allowance,
     /// the others share them (their tokens still count).
     func claim(worker: String, maximum: Int, batch: Bool) async throws -> ClaimResult
-    /// Waits until work may have arrived (an enqueue, a freed provider slot) or `timeout` passed.
-    func waitForWork(timeout: Duration) async throws
+    /// Waits until work may have arrived (an enqueue, a freed provider slot) or `timeout`
+    /// passed, then claims as `claim` does: what an idle worker calls.
+    func claimAfterWake(worker: String, maximum: Int, batch: Bool, timeout: Duration) async throws -> ClaimResult
     /// Extends the leases of claimed jobs (a worker renews all of its jobs in one call).
     func renew(_ jobs: [ClaimedJob]) async throws -> [LeaseRenewal]
     /// Records the job's success; `false` if the lease was no longer the caller's. `tokens`

@@ -113,14 +113,29 @@ public struct JobWorker: Service {
     private func dispatch(_ running: RunningJobs) async {
         await withDiscardingTaskGroup { group in
             var failures = 0
+            // Set when the last claim got fewer jobs than it asked for: nothing more is ready,
+            // so the next claim waits for a wake-up (each enqueue leaves one) instead of asking
+            // at once, and in vain, while the jobs just claimed start.
+            var wakeWithin: Duration?
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 await running.waitForFreeSlot(below: configuration.concurrency)
                 if Task.isShuttingDownGracefully || Task.isCancelled { break }
                 do {
                     let free = configuration.concurrency - running.count
                     let maximum = batching ? configuration.batchSize : min(configuration.batchSize, max(1, free))
-                    let result = try await queue.claim(worker: configuration.name, maximum: maximum, batch: batching)
+                    let result = if let wakeWithin {
+                        try await queue.claimAfterWake(worker: configuration.name, maximum: maximum, batch: batching, timeout: wakeWithin)
+                    } else {
+                        try await queue.claim(worker: configuration.name, maximum: maximum, batch: batching)
+                    }
                     failures = 0
+                    if Task.isShuttingDownGracefully || Task.isCancelled {
+                        // Claimed while the wait for a wake-up outlasted the start of shutdown:
+                        // back to the queue, unstarted.
+                        for job in result.jobs { _ = try? await queue.release(job) }
+                        break
+                    }
+                    wakeWithin = result.jobs.count < maximum ? min(result.retryIn ?? configuration.idleWait, configuration.idleWait) : nil
                     for unit in units(result.jobs) {
                         let signals = unit.map { running.register($0) }
                         running.unitStarted()
@@ -134,14 +149,9 @@ public struct JobWorker: Service {
                             running.unitEnded()
                         }
                     }
-                    // Fewer jobs than asked for: nothing more is ready now, so the next claim
-                    // waits for a wake-up (each enqueue leaves one) instead of asking at once,
-                    // and in vain, while the jobs just claimed start.
-                    if result.jobs.count < maximum {
-                        try await queue.waitForWork(timeout: min(result.retryIn ?? configuration.idleWait, configuration.idleWait))
-                    }
                 } catch {
                     // Redis unavailable: back off (capped) and try again; never exit.
+                    wakeWithin = nil
                     failures += 1
                     logger.warning("claim failed", metadata: ["error": "\(error)", "consecutive": "\(failures)"])
                     try? await Task.sleep(for: .milliseconds(min(5000, 50 << min(failures, 7))))

@@ -125,13 +125,14 @@ public final class MemoryJobQueue: JobQueue {
         }
     }
 
-    public func waitForWork(timeout: Duration) async throws {
+    public func claimAfterWake(worker: String, maximum: Int, batch: Bool, timeout: Duration) async throws -> ClaimResult {
         // A test double: it looks every few milliseconds instead of blocking on a signal.
         let seen = state.withLockedValue { $0.claimedAtGeneration }
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline, state.withLockedValue({ $0.wakeGeneration }) == seen {
             try await Task.sleep(for: min(.milliseconds(5), deadline - ContinuousClock.now))
         }
+        return try await claim(worker: worker, maximum: maximum, batch: batch)
     }
 
     public func renew(_ jobs: [ClaimedJob]) async throws -> [LeaseRenewal] {

@@ -95,7 +95,32 @@ public struct RedisJobQueue: JobQueue {
     }
 
     public func claim(worker: String, maximum: Int, batch: Bool) async throws -> ClaimResult {
-        let reply = try await run(Self.claimScript, [worker, max(1, maximum), lease.milliseconds] + retentions + [batch ? "1" : "0"])
+        try Self.claimResult(await run(Self.claimScript, claimArguments(worker: worker, maximum: maximum, batch: batch)))
+    }
+
+    /// BLPOP on the wake-up list and the claim, sent together on a dedicated connection: the
+    /// server runs the claim as soon as the wake-up (or the timeout) releases the BLPOP, without
+    /// a round trip back to the worker first. An error reply to the claim (NOSCRIPT, after a
+    /// restart) sends it again the usual way, which loads the script or throws.
+    public func claimAfterWake(worker: String, maximum: Int, batch: Bool, timeout: Duration) async throws -> ClaimResult {
+        let seconds = max(0.001, Double(timeout.milliseconds) / 1000)
+        let arguments = claimArguments(worker: worker, maximum: maximum, batch: batch)
+        let replies = try await client.withDedicatedConnection { connection in
+            try await connection.pipeline(
+                [RESPCommand("BLPOP", prefix + "wake", String(seconds)), RESPCommand("EVALSHA", [Self.claimScript.sha1, 1, prefix] + arguments)],
+                blockingFor: .milliseconds(timeout.milliseconds))
+        }
+        guard replies.count == 2 else { throw RedisError(.unexpectedReply, "claim returned an unexpected reply") }
+        _ = try replies[0].get()
+        guard case .success(let claimed) = replies[1] else { return try await claim(worker: worker, maximum: maximum, batch: batch) }
+        return try Self.claimResult(claimed)
+    }
+
+    private func claimArguments(worker: String, maximum: Int, batch: Bool) -> [any RESPArgument] {
+        [worker, max(1, maximum), lease.milliseconds] + retentions + [batch ? "1" : "0"]
+    }
+
+    private static func claimResult(_ reply: RESPValue) throws -> ClaimResult {
         guard let values = reply.array, values.count >= 2, (values.count - 2) % 10 == 0 else {
             throw RedisError(.unexpectedReply, "claim returned an unexpected reply")
         }
@@ -112,11 +137,6 @@ public struct RedisJobQueue: JobQueue {
             return .milliseconds(ms)
         }
         return ClaimResult(jobs: jobs, limitedFor: duration(values[0]), nextDueIn: duration(values[1]))
-    }
-
-    public func waitForWork(timeout: Duration) async throws {
-        let seconds = max(0.001, Double(timeout.milliseconds) / 1000)
-        _ = try await client.blockingPopFront([prefix + "wake"], timeoutSeconds: seconds)
     }
 
     public func renew(_ jobs: [ClaimedJob]) async throws -> [LeaseRenewal] {

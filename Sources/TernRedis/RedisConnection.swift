@@ -118,10 +118,11 @@ public final class RedisConnection: Sendable {
     }
 
     /// Sends several commands with one flush and returns each reply (error replies included).
-    public func pipeline(_ commands: [RESPCommand]) async throws -> [Result<RESPValue, RedisError>] {
+    /// `blockingFor` is how long the server may hold one of them (see `send`).
+    public func pipeline(_ commands: [RESPCommand], blockingFor: TimeAmount = .zero) async throws -> [Result<RESPValue, RedisError>] {
         guard !commands.isEmpty else { return [] }
         let promise = channel.eventLoop.makePromise(of: [Result<RESPValue, RedisError>].self)
-        return try await submit(.many(commands, promise), timeout: commandTimeout, promise)
+        return try await submit(.many(commands, promise), timeout: commandTimeout + blockingFor, promise)
     }
 
     private func submit<Reply: Sendable>(

@@ -137,9 +137,9 @@ import TernTestSupport
                 group.addTask {
                     // The worker's part: claim the job, write its events.
                     var claimed: ClaimedJob?
+                    claimed = try await fixture.queue.claim(worker: "test", maximum: 1).jobs.first
                     while claimed == nil {
-                        claimed = try await fixture.queue.claim(worker: "test", maximum: 1).jobs.first
-                        if claimed == nil { try await fixture.queue.waitForWork(timeout: .seconds(1)) }
+                        claimed = try await fixture.queue.claimAfterWake(worker: "test", maximum: 1, batch: false, timeout: .seconds(1)).jobs.first
                     }
                     let job = try #require(claimed)
                     let chat = try JSONDecoder().decode(ChatJob.self, from: Data(job.payload.utf8))

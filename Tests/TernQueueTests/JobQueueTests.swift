@@ -355,10 +355,12 @@ func job(_ tenant: String = "t", type: String = "work", lane: JobLane = .interac
             let queue = RedisJobQueue(name: QueueName(TestServices.uniqueName("wake")), client: redis)
             _ = try await queue.claim(worker: "w", maximum: 1)  // drains nothing; the queue exists
             try await redis.delete([queue.prefix + "wake"])
-            async let woke: Void = queue.waitForWork(timeout: .seconds(30))
+            let waited = ContinuousClock.now
+            async let woke = queue.claimAfterWake(worker: "w", maximum: 1, batch: false, timeout: .seconds(120))
             _ = try await queue.enqueue(job())
-            try await woke
-            #expect(try await queue.claim(worker: "w", maximum: 1).jobs.count == 1)
+            // Claimed by the wake-up, long before the wait's timeout would have claimed it too.
+            #expect(try await woke.jobs.count == 1)
+            #expect(ContinuousClock.now - waited < .seconds(60))
         }
     }
 }
