@@ -35,6 +35,21 @@ public struct ChatJob: Codable, Sendable, Equatable {
 }
 
 extension ChatJob {
+    /// The job's payload: JSONEncoder's format, written directly (`JSONText`), since every
+    /// chat request writes one on the way to the first token.
+    public var payload: String {
+        var members = [
+            #""userID":"# + JSONText.string(userID.uuidString), #""conversationID":"# + JSONText.string(conversationID.uuidString),
+            #""model":"# + JSONText.string(model), #""messages":"# + messages.json, #""options":{"# + options.jsonMembers.joined(separator: ",") + "}",
+        ]
+        if let tokenBuckets {
+            members.append(#""tokenBuckets":{"# + tokenBuckets.map { JSONText.string($0.key) + ":" + String($0.value) }.joined(separator: ",") + "}")
+        }
+        if let reservedTokens { members.append(#""reservedTokens":"# + String(reservedTokens)) }
+        if let documents { members.append(#""documents":["# + documents.map { JSONText.string($0.uuidString) }.joined(separator: ",") + "]") }
+        return "{" + members.joined(separator: ",") + "}"
+    }
+
     /// Reads a job's payload (a `ChatJob` as JSONEncoder writes it) by hand (`JSONReader`):
     /// every chat job's worker reads one on the way to the model call.
     public init(payload: String) throws {

@@ -29,6 +29,26 @@ public struct GenerationOptions: Codable, Sendable, Equatable {
     }
 }
 
+extension [ChatMessage] {
+    /// The messages as a JSON array of `role` and `content`, written directly (`JSONText`).
+    var json: String {
+        "[" + map { #"{"role":"# + JSONText.string($0.role) + #","content":"# + JSONText.string($0.content) + "}" }.joined(separator: ",") + "]"
+    }
+}
+
+extension GenerationOptions {
+    /// The options that are set, as JSON object members (`"max_tokens":64`), written directly.
+    var jsonMembers: [String] {
+        var members: [String] = []
+        if let maxTokens { members.append(#""max_tokens":"# + String(maxTokens)) }
+        if let temperature { members.append(#""temperature":"# + JSONText.number(temperature)) }
+        if let topP { members.append(#""top_p":"# + JSONText.number(topP)) }
+        if let stop { members.append(#""stop":["# + stop.map(JSONText.string).joined(separator: ",") + "]") }
+        if let seed { members.append(#""seed":"# + String(seed)) }
+        return members
+    }
+}
+
 /// What a streaming generation yields.
 public enum ChatStreamPart: Sendable, Equatable {
     /// A piece of the answer's text.

@@ -253,18 +253,8 @@ struct UpstreamChatRequest {
     /// The body as JSON, written directly (`JSONText`): every model call sends one, on the way
     /// to the first token. Streaming, with the usage in the last chunk; unset options left out.
     var json: String {
-        var text = #"{"model":"# + JSONText.string(model) + #","messages":["#
-        for (index, message) in messages.enumerated() {
-            if index > 0 { text += "," }
-            text += #"{"role":"# + JSONText.string(message.role) + #","content":"# + JSONText.string(message.content) + "}"
-        }
-        text += #"],"stream":true,"stream_options":{"include_usage":true}"#
-        if let maxTokens = options.maxTokens { text += #","max_tokens":"# + String(maxTokens) }
-        if let temperature = options.temperature { text += #","temperature":"# + JSONText.number(temperature) }
-        if let topP = options.topP { text += #","top_p":"# + JSONText.number(topP) }
-        if let stop = options.stop { text += #","stop":["# + stop.map(JSONText.string).joined(separator: ",") + "]" }
-        if let seed = options.seed { text += #","seed":"# + String(seed) }
-        return text + "}"
+        let members = [#""model":"# + JSONText.string(model), #""messages":"# + messages.json, #""stream":true,"stream_options":{"include_usage":true}"#]
+        return "{" + (members + options.jsonMembers).joined(separator: ",") + "}"
     }
 }
 

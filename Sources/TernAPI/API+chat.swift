@@ -79,16 +79,17 @@ extension API {
         let user = caller.user
         // The estimate: about four characters a token, plus the longest answer allowed.
         let estimate = messages.estimatedTokens + (options.maxTokens ?? configuration.reservedCompletionTokens)
-        return try await admitting(estimate, for: caller, on: queue) { buckets in
-            let jobID = JobID()
-            let conversationID = UUID()
+        // The job is made while the request's count (`identifyCounting`) is on its way.
+        let jobID = JobID()
+        let conversationID = UUID()
+        let job = ChatJob(
+            userID: user.uuid, conversationID: conversationID, model: chat.model, messages: messages, options: options,
+            tokenBuckets: tokenBuckets(of: caller).limits, reservedTokens: estimate, documents: chat.documents?.ids)
+        let newJob = NewJob(
+            id: jobID, type: ChatJob.type, tenant: user.tenant, payload: job.payload, lane: .interactive, provider: chat.model,
+            tokens: options.maxTokens ?? 0)
+        return try await admitting(estimate, for: caller, on: queue) { _ in
             let title = String((messages.last { $0.role == "user" }?.content ?? "Chat").prefix(80))
-            let job = ChatJob(
-                userID: user.uuid, conversationID: conversationID, model: chat.model, messages: messages, options: options,
-                tokenBuckets: buckets, reservedTokens: estimate, documents: chat.documents?.ids)
-            let newJob = NewJob(
-                id: jobID, type: ChatJob.type, tenant: user.tenant, payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self),
-                lane: .interactive, provider: chat.model, tokens: options.maxTokens ?? 0)
             // The rows are stored while the job is enqueued, off the way to the first token: a
             // worker that starts the job first waits for its row (ChatJobHandler.whenStored).
             async let stored = store.createChat(
@@ -144,7 +145,7 @@ extension API {
         do {
             try await caller.admitted()
             guard try await backlogAdmits else { throw APIError.queueFull }
-            return try await body(Dictionary(uniqueKeysWithValues: buckets.map { ($0.key, $0.perMinute) }))
+            return try await body(buckets.limits)
         } catch {
             try? await budget.settle(reserved: tokens, used: 0, in: buckets)
             throw error
@@ -315,6 +316,11 @@ extension API {
         }
         return false
     }
+}
+
+extension [TokenBudget.Bucket] {
+    /// Tokens a minute by bucket key, as a job's payload carries them.
+    var limits: [String: Int] { Dictionary(uniqueKeysWithValues: map { ($0.key, $0.perMinute) }) }
 }
 
 extension Error {

@@ -9,7 +9,8 @@ import Testing
         ChatMessage(role: "user", content: #"a "quoted" \ word, a/b, ünïcödé 🚀, line\#nbreak, </script>, \#u{1}"#),
     ]
 
-    /// A job's payload as the API writes it (JSONEncoder) reads back as the same job.
+    /// A job's payload, written by hand, is the JSON JSONEncoder writes, and reads back as the
+    /// same job (as JSONEncoder's does).
     @Test(arguments: [
         ChatJob(userID: UUID(), conversationID: UUID(), model: "m", messages: UpstreamJSONTests.messages, options: GenerationOptions()),
         ChatJob(
@@ -19,8 +20,11 @@ import Testing
         ChatJob(userID: UUID(), conversationID: UUID(), model: "m", messages: [], options: GenerationOptions(temperature: 0), documents: []),
     ])
     func aPayloadReadsBackAsTheJob(job: ChatJob) throws {
-        let payload = String(decoding: try JSONEncoder().encode(job), as: UTF8.self)
-        #expect(try ChatJob(payload: payload) == job)
+        let encoded = try JSONEncoder().encode(job)
+        let written = try JSONSerialization.jsonObject(with: Data(job.payload.utf8)) as? NSDictionary
+        #expect(written == (try JSONSerialization.jsonObject(with: encoded) as? NSDictionary))
+        #expect(try ChatJob(payload: job.payload) == job)
+        #expect(try ChatJob(payload: String(decoding: encoded, as: UTF8.self)) == job)
     }
 
     @Test func aPayloadThatIsNotAJobIsRefused() {
