@@ -27,7 +27,11 @@ struct RateLimiter: Sendable {
     func admit(key: UUID?, user: String, revocationMarker: String? = nil) async throws -> RateLimitStatus? {
         func interval(_ policy: Policy) -> Double { policy.perMinute.map { 60000 / Double(max(1, $0)) } ?? 0 }
         let keyInterval = key == nil ? 0 : interval(perKey)
-        guard keyInterval > 0 || perUser.perMinute != nil || revocationMarker != nil else { return nil }
+        guard keyInterval > 0 || perUser.perMinute != nil else {
+            // No limit applies: the revocation alone is checked, with one EXISTS, no script run.
+            if let revocationMarker, try await redis.send("EXISTS", revocationMarker).int == 1 { throw KeyRevoked() }
+            return nil
+        }
         let reply = try await redis.run(
             Self.script,
             keys: [

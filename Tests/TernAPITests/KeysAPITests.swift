@@ -11,14 +11,20 @@ import TernStore
 import TernTestSupport
 
 /// API keys: created (the secret shown once), listed, revoked; a key revoked through one
-/// instance is refused by another on its next request.
+/// instance is refused by another on its next request, with rate limits and without them
+/// (then the revocation is checked alone).
 @Suite struct KeysAPITests {
-    @Test func aKeyRevokedThroughOneInstanceIsRefusedByAnother() async throws {
+    @Test(arguments: [true, false])
+    func aKeyRevokedThroughOneInstanceIsRefusedByAnother(limited: Bool) async throws {
+        var unlimited = API.Configuration()
+        unlimited.requestsPerMinutePerKey = nil
+        unlimited.requestsPerMinutePerUser = nil
+        let configuration = limited ? API.Configuration() : unlimited
         try await TestServices.withStore { store in
             let owner = try await store.createAPIKey(for: try await store.ensureUser(email: TestServices.uniqueName("keys") + "@test"), name: "first").secret
             let stranger = try await store.createAPIKey(for: try await store.ensureUser(email: TestServices.uniqueName("other") + "@test"), name: "x").secret
             try await TestServices.withRedis { (redis: RedisClient) async throws in
-                let apis = (0..<2).map { _ in testAPI(store, redis).api }
+                let apis = (0..<2).map { _ in testAPI(store, redis, configuration: configuration).api }
                 try await Application(router: apis[0].router()).test(.router) { one in
                     try await Application(router: apis[1].router()).test(.router) { two in
                         var id = "", secret = ""
