@@ -171,40 +171,63 @@ extension Store {
         user: UserID, text: String, embedding: [Float]?, mode: SearchMode = .hybrid, documents: [UUID]? = nil, limit: Int = 10,
         candidates: Int = 40, exact: Bool = false
     ) async throws -> [SearchHit] {
-        let useVector = mode != .text && embedding != nil
-        let useText = mode != .vector && !text.isEmpty
+        let statement = SearchStatement(
+            user: user.uuid, documents: documents, embedding: embedding.map(PGVector.init), useVector: mode != .text && embedding != nil,
+            text: text, useText: mode != .vector && !text.isEmpty, candidates: Int32(clamping: candidates), limit: Int32(clamping: limit))
+        func read(_ rows: AsyncThrowingMapSequence<PostgresRowSequence, SearchHit>) async throws -> [SearchHit] {
+            var hits: [SearchHit] = []
+            for try await hit in rows { hits.append(hit) }
+            return hits
+        }
+        guard exact else { return try await read(database.execute(statement, logger: logger)) }
+        return try await database.withTransaction(logger: logger) { connection in
+            try await connection.query("SET LOCAL enable_indexscan = off", logger: logger)
+            try await connection.query("SET LOCAL enable_bitmapscan = off", logger: logger)
+            return try await read(connection.execute(statement, logger: logger))
+        }
+    }
+}
+
+/// The search (`Store.searchSQL`), prepared once per connection: each run then sends only its
+/// values, and its answer holds only the rows (no parse, parameter and row descriptions).
+struct SearchStatement: PostgresPreparedStatement {
+    static let sql = Store.searchSQL
+    static let bindingDataTypes: [PostgresDataType] = [.uuid, .uuidArray, PGVector.psqlType, .bool, .text, .bool, .int4, .int4]
+    typealias Row = SearchHit
+
+    let user: UUID
+    let documents: [UUID]?
+    let embedding: PGVector?
+    let useVector: Bool
+    let text: String
+    let useText: Bool
+    let candidates: Int32
+    let limit: Int32
+
+    func makeBindings() throws -> PostgresBindings {
         var binds = PostgresBindings(capacity: 8)
-        binds.append(user.uuid)
+        binds.append(user)
         binds.append(documents)
-        binds.append(embedding.map(PGVector.init))
+        binds.append(embedding)
         binds.append(useVector)
         binds.append(text)
         binds.append(useText)
         binds.append(candidates)
         binds.append(limit)
-        let query = PostgresQuery(unsafeSQL: Self.searchSQL, binds: binds)
-        func read(_ rows: PostgresRowSequence) async throws -> [SearchHit] {
-            var hits: [SearchHit] = []
-            for try await row in rows {
-                // Column by column: decoding the row as one tuple costs more than the rest of reading it.
-                let cells = row.makeRandomAccess()
-                let similarity = try cells[7].decode(Double.self)
-                hits.append(SearchHit(
-                    chunkID: try cells[0].decode(Int64.self), documentID: try cells[1].decode(UUID.self),
-                    title: try cells[2].decode(String.self), position: try cells[3].decode(Int.self),
-                    heading: try cells[4].decode(String.self), content: try cells[5].decode(String.self),
-                    score: try cells[6].decode(Double.self),
-                    // A zero vector has no direction: its similarity to anything is NaN, shown as 0.
-                    similarity: similarity.isNaN ? 0 : similarity))
-            }
-            return hits
-        }
-        guard exact else { return try await read(database.query(query, logger: logger)) }
-        return try await database.withTransaction(logger: logger) { connection in
-            try await connection.query("SET LOCAL enable_indexscan = off", logger: logger)
-            try await connection.query("SET LOCAL enable_bitmapscan = off", logger: logger)
-            return try await read(connection.query(query, logger: logger))
-        }
+        return binds
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> SearchHit {
+        // Column by column: decoding the row as one tuple costs more than the rest of reading it.
+        let cells = row.makeRandomAccess()
+        let similarity = try cells[7].decode(Double.self)
+        return SearchHit(
+            chunkID: try cells[0].decode(Int64.self), documentID: try cells[1].decode(UUID.self),
+            title: try cells[2].decode(String.self), position: try cells[3].decode(Int.self),
+            heading: try cells[4].decode(String.self), content: try cells[5].decode(String.self),
+            score: try cells[6].decode(Double.self),
+            // A zero vector has no direction: its similarity to anything is NaN, shown as 0.
+            similarity: similarity.isNaN ? 0 : similarity)
     }
 }
 
