@@ -3,24 +3,48 @@
 /// rest of building them. Tests compare each with its encoded form.
 package enum JSONText {
     /// `text` as a JSON string, quotes included: `"` and `\` escaped, control characters as
-    /// escapes, the rest as it is (UTF-8).
+    /// escapes, the rest as it is (UTF-8). Written byte by byte into the string's own storage,
+    /// the runs between escapes copied whole: a search's hits and every streamed piece go
+    /// through here.
     package static func string(_ text: String) -> String {
-        var escaped = "\""
-        escaped.reserveCapacity(text.utf8.count + 2)
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": escaped += "\\\""
-            case "\\": escaped += "\\\\"
-            case "\n": escaped += "\\n"
-            case "\r": escaped += "\\r"
-            case "\t": escaped += "\\t"
-            case _ where scalar.value < 0x20:
-                escaped += "\\u00" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
-            default: escaped.unicodeScalars.append(scalar)
+        var text = text
+        return text.withUTF8 { bytes in
+            var length = bytes.count + 2
+            for byte in bytes where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+                length += escapes[Int(byte)] == nil ? 5 : 1
+            }
+            return String(unsafeUninitializedCapacity: length) { output in
+                var at = 0
+                func put(_ byte: UInt8) {
+                    output[at] = byte
+                    at += 1
+                }
+                put(UInt8(ascii: "\""))
+                var run = 0
+                for (index, byte) in bytes.enumerated() where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+                    at = output[at...].initialize(fromContentsOf: bytes[run..<index])
+                    put(UInt8(ascii: "\\"))
+                    if let escape = escapes[Int(byte)] {
+                        put(escape)
+                    } else {
+                        for digit in "u00".utf8 { put(digit) }
+                        put(hexDigits[Int(byte >> 4)])
+                        put(hexDigits[Int(byte & 0x0F)])
+                    }
+                    run = index + 1
+                }
+                at = output[at...].initialize(fromContentsOf: bytes[run...])
+                put(UInt8(ascii: "\""))
+                return at
             }
         }
-        return escaped + "\""
     }
+
+    /// The one-letter escapes (after the backslash) by byte; other control characters are `\u00XX`.
+    private static let escapes: [Int: UInt8] = [
+        0x22: UInt8(ascii: "\""), 0x5C: UInt8(ascii: "\\"), 0x0A: UInt8(ascii: "n"), 0x0D: UInt8(ascii: "r"), 0x09: UInt8(ascii: "t"),
+    ]
+    private static let hexDigits = Array("0123456789abcdef".utf8)
 
     /// A finite number as JSON (its shortest form that reads back as the same `Double`); JSON
     /// has no NaN or infinity, so those are written as 0.
