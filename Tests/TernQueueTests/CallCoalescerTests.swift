@@ -3,8 +3,9 @@ import Testing
 @testable import TernQueue
 
 /// Group commit: a lone call goes at once by itself; calls that come while one is in flight go
-/// together next; every caller gets its own answer or the batch's error.
-@Suite struct CallCoalescerTests {
+/// together next; every caller gets its own answer or the batch's error, even a caller that was
+/// cancelled meanwhile.
+@Suite(.timeLimit(.minutes(2))) struct CallCoalescerTests {
     /// A sender whose first batch waits until `release` is called, recording every batch.
     final class GatedSender: Sendable {
         let batches = NIOLockedValueBox<[[Int]]>([])
@@ -25,6 +26,8 @@ import Testing
             if first {
                 for await _ in gate { break }
             }
+            // As a network call does, a send whose task is cancelled gives up.
+            try Task.checkCancellation()
             if failing { throw JobQueueError(.invalidState, "refused") }
             return items.map { "answer \($0)" }
         }
@@ -58,6 +61,16 @@ import Testing
         #expect(batches.first == [0])
         #expect(batches.dropFirst().flatMap { $0 }.sorted() == Array(1...20))
         #expect(batches.count == 2)
+    }
+
+    @Test func aCallerCancelledWhileItsCallIsInFlightGetsTheOutcome() async throws {
+        let sender = GatedSender()
+        let coalescer = CallCoalescer<Int, String> { try await sender.send($0) }
+        let caller = Task { try await coalescer.call(1) }
+        while sender.batches.withLockedValue({ $0.isEmpty }) { await Task.yield() }
+        caller.cancel()
+        sender.release()
+        #expect(try await caller.value == "answer 1")
     }
 
     @Test func everyCallerOfAFailedBatchGetsItsError() async throws {
