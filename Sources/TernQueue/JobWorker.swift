@@ -132,7 +132,14 @@ public struct JobWorker: Service {
                     if Task.isShuttingDownGracefully || Task.isCancelled {
                         // Claimed while the wait for a wake-up outlasted the start of shutdown:
                         // back to the queue, unstarted.
-                        for job in result.jobs { _ = try? await queue.release(job) }
+                        for job in result.jobs {
+                            do {
+                                _ = try await queue.release(job)
+                            } catch {
+                                // Its lease runs out instead, and the job runs again then.
+                                logger.warning("a job claimed during shutdown was not released", metadata: ["job": "\(job.id)", "error": "\(error)"])
+                            }
+                        }
                         break
                     }
                     wakeWithin = result.jobs.count < maximum ? min(result.retryIn ?? configuration.idleWait, configuration.idleWait) : nil

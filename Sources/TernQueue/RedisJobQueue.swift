@@ -100,8 +100,9 @@ public struct RedisJobQueue: JobQueue {
 
     /// BLPOP on the wake-up list and the claim, sent together on a dedicated connection: the
     /// server runs the claim as soon as the wake-up (or the timeout) releases the BLPOP, without
-    /// a round trip back to the worker first. An error reply to the claim (NOSCRIPT, after a
-    /// restart) sends it again the usual way, which loads the script or throws.
+    /// a round trip back to the worker first. The claim's answer is what counts (the BLPOP only
+    /// waits); a NOSCRIPT answer (a restarted server) sends the claim again the usual way, which
+    /// loads the script.
     public func claimAfterWake(worker: String, maximum: Int, batch: Bool, timeout: Duration) async throws -> ClaimResult {
         let seconds = max(0.001, Double(timeout.milliseconds) / 1000)
         let arguments = claimArguments(worker: worker, maximum: maximum, batch: batch)
@@ -111,9 +112,14 @@ public struct RedisJobQueue: JobQueue {
                 blockingFor: .milliseconds(timeout.milliseconds))
         }
         guard replies.count == 2 else { throw RedisError(.unexpectedReply, "claim returned an unexpected reply") }
-        _ = try replies[0].get()
-        guard case .success(let claimed) = replies[1] else { return try await claim(worker: worker, maximum: maximum, batch: batch) }
-        return try Self.claimResult(claimed)
+        switch replies[1] {
+        case .success(let claimed):
+            return try Self.claimResult(claimed)
+        case .failure(let error) where error.code == .server && error.message.hasPrefix("NOSCRIPT"):
+            return try await claim(worker: worker, maximum: maximum, batch: batch)
+        case .failure(let error):
+            throw error
+        }
     }
 
     private func claimArguments(worker: String, maximum: Int, batch: Bool) -> [any RESPArgument] {

@@ -350,6 +350,15 @@ func job(_ tenant: String = "t", type: String = "work", lane: JobLane = .interac
         }
     }
 
+    @Test func aClaimAfterAWakeUpLoadsItsScriptAgainAfterTheServerForgotIt() async throws {
+        try await TestServices.withRedis { (redis: RedisClient) async throws in
+            let queue = RedisJobQueue(name: QueueName(TestServices.uniqueName("noscript")), client: redis)
+            let id = try await queue.enqueue(job()).id  // leaves a wake-up: the BLPOP returns at once
+            _ = try await redis.send("SCRIPT", "FLUSH")  // as a restarted server has no scripts
+            #expect(try await queue.claimAfterWake(worker: "w", maximum: 1, batch: false, timeout: .seconds(30)).jobs.map(\.id) == [id])
+        }
+    }
+
     @Test func aWaitingWorkerWakesWhenAJobArrives() async throws {
         try await TestServices.withRedis { (redis: RedisClient) async throws in
             let queue = RedisJobQueue(name: QueueName(TestServices.uniqueName("wake")), client: redis)
