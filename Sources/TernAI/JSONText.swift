@@ -10,8 +10,8 @@ package enum JSONText {
         var text = text
         return text.withUTF8 { bytes in
             var length = bytes.count + 2
-            for byte in bytes where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
-                length += escapes[Int(byte)] == nil ? 5 : 1
+            for byte in bytes {
+                if let escape = escapes[Int(byte)] { length += escape == 0 ? 5 : 1 }
             }
             return String(unsafeUninitializedCapacity: length) { output in
                 var at = 0
@@ -21,10 +21,11 @@ package enum JSONText {
                 }
                 put(UInt8(ascii: "\""))
                 var run = 0
-                for (index, byte) in bytes.enumerated() where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+                for (index, byte) in bytes.enumerated() {
+                    guard let escape = escapes[Int(byte)] else { continue }
                     at = output[at...].initialize(fromContentsOf: bytes[run..<index])
                     put(UInt8(ascii: "\\"))
-                    if let escape = escapes[Int(byte)] {
+                    if escape != 0 {
                         put(escape)
                     } else {
                         for digit in "u00".utf8 { put(digit) }
@@ -40,10 +41,18 @@ package enum JSONText {
         }
     }
 
-    /// The one-letter escapes (after the backslash) by byte; other control characters are `\u00XX`.
-    private static let escapes: [Int: UInt8] = [
-        0x22: UInt8(ascii: "\""), 0x5C: UInt8(ascii: "\\"), 0x0A: UInt8(ascii: "n"), 0x0D: UInt8(ascii: "r"), 0x09: UInt8(ascii: "t"),
-    ]
+    /// For each byte, what follows the backslash that escapes it: a letter, or 0 for `\u00XX`
+    /// (the other control characters); `nil` for a byte written as it is.
+    private static let escapes: [UInt8?] = (0..<256).map { byte in
+        switch byte {
+        case 0x22, 0x5C: UInt8(byte)
+        case 0x0A: UInt8(ascii: "n")
+        case 0x0D: UInt8(ascii: "r")
+        case 0x09: UInt8(ascii: "t")
+        case 0..<0x20: 0
+        default: nil
+        }
+    }
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
     /// A finite number as JSON (its shortest form that reads back as the same `Double`); JSON

@@ -189,7 +189,10 @@ extension Store {
 }
 
 /// The search (`Store.searchSQL`), prepared once per connection: each run then sends only its
-/// values, and its answer holds only the rows (no parse, parameter and row descriptions).
+/// values, and its answer holds only the rows (no parse, parameter and row descriptions). As
+/// with the chat statements, a connection remembers a failed preparation (PostgresNIO), so the
+/// schema is migrated before an API serves (`tern migrate`, or `tern up`), and a migration that
+/// changes `search_chunks`' result columns needs the API processes restarted.
 struct SearchStatement: PostgresPreparedStatement {
     static let sql = Store.searchSQL
     static let bindingDataTypes: [PostgresDataType] = [.uuid, .uuidArray, PGVector.psqlType, .bool, .text, .bool, .int4, .int4]
