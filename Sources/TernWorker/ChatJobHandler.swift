@@ -115,18 +115,7 @@ public struct ChatJobHandler: JobHandler {
                         // PostgreSQL's text cannot hold NUL: the model's are dropped before anyone sees them.
                         let text = raw.contains("\u{0}") ? raw.replacingOccurrences(of: "\u{0}", with: "") : raw
                         completionPieces += 1
-                        let before = answer.utf8.count
-                        let seen = streamedSoFar.utf8.count
-                        answer += text
-                        if answer.utf8.count <= seen {
-                            guard streamedSoFar.utf8.starts(with: answer.utf8) else { throw Diverged() }
-                            continue
-                        }
-                        if before < seen {
-                            guard answer.utf8.starts(with: streamedSoFar.utf8) else { throw Diverged() }
-                        }
-                        // `answer` starts with `streamedSoFar`, so this cut is on a character boundary.
-                        newText += String(decoding: answer.utf8.dropFirst(max(before, seen)), as: UTF8.self)
+                        newText += try Self.unseen(adding: text, to: &answer, streamedSoFar: streamedSoFar)
                     case .finished(let reason, let prompt, let completion):
                         finish = (reason, prompt ?? 0, completion ?? completionPieces)
                         reported = TokenUsage(promptTokens: finish.promptTokens, completionTokens: finish.completionTokens)
@@ -173,6 +162,24 @@ public struct ChatJobHandler: JobHandler {
         await budget.settle(buckets: chat.tokenBuckets, reserved: chat.reservedTokens, job: job.id, used: usage.promptTokens + usage.completionTokens, logger: logger)
         logger.info("chat job completed", metadata: ["completion_tokens": "\(usage.completionTokens)"])
         return JobOutcome(tokens: usage.promptTokens + usage.completionTokens)
+    }
+
+    /// Adds a piece to this attempt's answer and returns the part of it clients have not seen:
+    /// nothing while the answer still repeats what earlier attempts streamed; `Diverged` once
+    /// it differs from that.
+    private static func unseen(adding text: String, to answer: inout String, streamedSoFar: String) throws -> String {
+        let before = answer.utf8.count
+        let seen = streamedSoFar.utf8.count
+        answer += text
+        if answer.utf8.count <= seen {
+            guard streamedSoFar.utf8.starts(with: answer.utf8) else { throw Diverged() }
+            return ""
+        }
+        if before < seen {
+            guard answer.utf8.starts(with: streamedSoFar.utf8) else { throw Diverged() }
+        }
+        // `answer` starts with `streamedSoFar`, so this cut is on a character boundary.
+        return String(decoding: answer.utf8.dropFirst(max(before, seen)), as: UTF8.self)
     }
 
     /// The chat events earlier attempts (and this one, so far) wrote.
