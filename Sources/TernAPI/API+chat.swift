@@ -82,13 +82,14 @@ extension API {
         // The job is made while the request's count (`identifyCounting`) is on its way.
         let jobID = JobID()
         let conversationID = UUID()
+        let buckets = tokenBuckets(of: caller)
         let job = ChatJob(
             userID: user.uuid, conversationID: conversationID, model: chat.model, messages: messages, options: options,
-            tokenBuckets: tokenBuckets(of: caller).limits, reservedTokens: estimate, documents: chat.documents?.ids)
+            tokenBuckets: buckets.limits, reservedTokens: estimate, documents: chat.documents?.ids)
         let newJob = NewJob(
             id: jobID, type: ChatJob.type, tenant: user.tenant, payload: job.payload, lane: .interactive, provider: chat.model,
             tokens: options.maxTokens ?? 0)
-        return try await admitting(estimate, for: caller, on: queue) { _ in
+        return try await admitting(estimate, in: buckets, for: caller, on: queue) {
             let title = String((messages.last { $0.role == "user" }?.content ?? "Chat").prefix(80))
             // The rows are stored while the job is enqueued, off the way to the first token: a
             // worker that starts the job first waits for its row (ChatJobHandler.whenStored).
@@ -128,13 +129,11 @@ extension API {
     /// Admits a generation of a caller from `identifyCounting`, three checks at once: the
     /// request's count against the caller's rate limits (already running), `queue`'s backlog (a
     /// 503 past the admission threshold) and a reservation of `tokens` of the caller's tokens a
-    /// minute (a 429 if they are spent). Then runs `body` with the buckets charged (key to
-    /// tokens a minute, for the job's payload), and gives the reservation back if anything
-    /// fails: then nothing will run.
+    /// minute in `buckets` (the caller's, `tokenBuckets(of:)`; a 429 if they are spent). Then
+    /// runs `body`, and gives the reservation back if anything fails: then nothing will run.
     func admitting<Result>(
-        _ tokens: Int, for caller: Caller, on queue: any JobQueue, _ body: ([String: Int]) async throws -> Result
+        _ tokens: Int, in buckets: [TokenBudget.Bucket], for caller: Caller, on queue: any JobQueue, _ body: () async throws -> Result
     ) async throws -> Result {
-        let buckets = tokenBuckets(of: caller)
         let budget = TokenBudget(redis: redis)
         async let backlogAdmits = backlogAdmits(on: queue)
         do {
@@ -145,7 +144,7 @@ extension API {
         do {
             try await caller.admitted()
             guard try await backlogAdmits else { throw APIError.queueFull }
-            return try await body(buckets.limits)
+            return try await body()
         } catch {
             try? await budget.settle(reserved: tokens, used: 0, in: buckets)
             throw error

@@ -169,7 +169,7 @@ extension API {
             guard (1...200).contains(title.count) else { throw APIError.invalid("A document needs a title of 1 to 200 characters.", param: "title") }
             let source = upload.source ?? ""
             guard source.count <= 1000 else { throw APIError.invalid("'source' may hold at most 1000 characters.", param: "source") }
-            return try await admitting(0, for: caller, on: queue) { _ in
+            return try await admitting(0, in: tokenBuckets(of: caller), for: caller, on: queue) {
                 let jobID = JobID()
                 let (document, created) = try await store.createDocument(
                     for: caller.user, title: title, source: source, format: format, content: content, jobID: jobID.uuid)

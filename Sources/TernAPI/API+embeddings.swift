@@ -102,10 +102,11 @@ extension API {
     /// Admits (`admitting`) and enqueues an embedding job for `texts`, stored as the caller's.
     func enqueueEmbedding(of texts: [String], model: String, for caller: Caller) async throws -> JobID {
         let estimate = texts.reduce(0) { $0 + $1.utf8.count } / 4 + 1
-        return try await admitting(estimate, for: caller, on: embeddingQueue) { buckets in
+        let buckets = tokenBuckets(of: caller)
+        return try await admitting(estimate, in: buckets, for: caller, on: embeddingQueue) {
             let jobID = JobID()
             try await store.createJob(user: caller.user, apiKey: caller.key, jobID: jobID.uuid, kind: EmbeddingJob.type, model: model)
-            let job = EmbeddingJob(userID: caller.user.uuid, model: model, inputs: texts, tokenBuckets: buckets, reservedTokens: estimate)
+            let job = EmbeddingJob(userID: caller.user.uuid, model: model, inputs: texts, tokenBuckets: buckets.limits, reservedTokens: estimate)
             try await enqueue(on: embeddingQueue, NewJob(
                 id: jobID, type: EmbeddingJob.type, tenant: caller.user.tenant, payload: String(decoding: try JSONEncoder().encode(job), as: UTF8.self),
                 lane: .interactive, provider: model))
