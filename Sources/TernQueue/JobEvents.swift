@@ -80,18 +80,16 @@ extension JobEvents {
         onBatch: ([JobEvent]) async throws -> Bool,
         onIdle: () async throws -> Bool
     ) async throws {
-        try await subscriber.subscribe(to: [key(job)], buffer: 64) { announcements in
-            // Wake-ups come from announcements and from ticks twice per idle interval; a tick
-            // never hides an announcement, which waits in `inbox`.
-            let inbox = AnnouncementInbox()
-            let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        // Wake-ups come from announcements, put in `inbox` as they arrive (on the subscriber's
+        // event loop: no task between), and from ticks twice per idle interval; a tick never
+        // hides an announcement, which waits in `inbox`.
+        let inbox = AnnouncementInbox()
+        let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        try await subscriber.subscribe(to: [key(job)], onMessage: { message in
+            inbox.put(message.payload)
+            wake.yield()
+        }) {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    for await message in announcements {
-                        inbox.put(message.payload)
-                        wake.yield()
-                    }
-                }
                 group.addTask {
                     while true {
                         try await Task.sleep(for: idle / 2)

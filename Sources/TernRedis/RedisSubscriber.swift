@@ -33,9 +33,15 @@ public final class RedisSubscriber: Sendable {
     let configuration: RedisConfiguration
     let logger: Logger
 
+    /// Where one subscription's messages go, and what ends it.
+    private struct Listener: Sendable {
+        let deliver: @Sendable (RedisMessage) -> Void
+        let end: @Sendable () -> Void
+    }
+
     private struct State {
         var connection: RedisConnection?
-        var subscribers: [RedisTopic: [UUID: AsyncStream<RedisMessage>.Continuation]] = [:]
+        var subscribers: [RedisTopic: [UUID: Listener]] = [:]
         var isShutdown = false
     }
     private let state = NIOLockedValueBox(State())
@@ -73,19 +79,35 @@ public final class RedisSubscriber: Sendable {
         try await subscribe(patterns.map(RedisTopic.pattern), buffer: buffer, body)
     }
 
+    /// Subscribes to `channels` for the duration of `body`, handing each message to `onMessage`
+    /// as it arrives, on the connection's event loop: no stream and no task between the
+    /// connection and the subscriber, so `onMessage` must be quick and must not block. It
+    /// starts once the server has confirmed the subscription, as `subscribe(to:)` does.
+    @discardableResult
+    public func subscribe<Result: Sendable>(
+        to channels: [String], onMessage: @escaping @Sendable (RedisMessage) -> Void, _ body: () async throws -> Result
+    ) async throws -> Result {
+        try await subscribe(channels.map(RedisTopic.channel), Listener(deliver: onMessage, end: {}), body)
+    }
+
     private func subscribe<Result: Sendable>(
         _ topics: [RedisTopic], buffer: Int,
         _ body: (AsyncStream<RedisMessage>) async throws -> Result
     ) async throws -> Result {
+        let (stream, continuation) = AsyncStream.makeStream(of: RedisMessage.self, bufferingPolicy: .bufferingNewest(buffer))
+        let listener = Listener(deliver: { continuation.yield($0) }, end: { continuation.finish() })
+        return try await subscribe(topics, listener) { try await body(stream) }
+    }
+
+    private func subscribe<Result: Sendable>(_ topics: [RedisTopic], _ listener: Listener, _ body: () async throws -> Result) async throws -> Result {
         guard !topics.isEmpty else { throw RedisError(.invalidArgument, "subscribe needs at least one channel or pattern") }
         let topics = Array(Set(topics))
         let id = UUID()
-        let (stream, continuation) = AsyncStream.makeStream(of: RedisMessage.self, bufferingPolicy: .bufferingNewest(buffer))
         do {
             try await changes.withLock {
                 let added = state.withLockedValue { state in
                     topics.filter { topic in
-                        defer { state.subscribers[topic, default: [:]][id] = continuation }
+                        defer { state.subscribers[topic, default: [:]][id] = listener }
                         return state.subscribers[topic]?.isEmpty ?? true
                     }
                 }
@@ -96,7 +118,7 @@ public final class RedisSubscriber: Sendable {
             throw error
         }
         do {
-            let result = try await body(stream)
+            let result = try await body()
             await leave(id, topics: topics)
             return result
         } catch {
@@ -121,30 +143,30 @@ public final class RedisSubscriber: Sendable {
 
     /// Closes the connection and ends every subscription's stream.
     public func shutdown() {
-        let (connection, continuations) = state.withLockedValue { state in
+        let (connection, listeners) = state.withLockedValue { state in
             state.isShutdown = true
             defer { state.subscribers = [:]; state.connection = nil }
             return (state.connection, state.subscribers.values.flatMap(\.values))
         }
-        continuations.forEach { $0.finish() }
+        listeners.forEach { $0.end() }
         connection?.close()
     }
 
     private func leave(_ id: UUID, topics: [RedisTopic]) async {
         try? await changes.withLock {
-            let (removed, connection, continuation) = state.withLockedValue { state in
+            let (removed, connection, listener) = state.withLockedValue { state in
                 var removed: [RedisTopic] = []
-                var continuation: AsyncStream<RedisMessage>.Continuation?
+                var listener: Listener?
                 for topic in topics {
-                    continuation = state.subscribers[topic]?.removeValue(forKey: id) ?? continuation
+                    listener = state.subscribers[topic]?.removeValue(forKey: id) ?? listener
                     if state.subscribers[topic]?.isEmpty == true {
                         state.subscribers[topic] = nil
                         removed.append(topic)
                     }
                 }
-                return (removed, state.connection, continuation)
+                return (removed, state.connection, listener)
             }
-            continuation?.finish()
+            listener?.end()
             // If the connection is gone, so is the server's subscription.
             if let connection, connection.isActive {
                 try? await Self.send(subscribe: false, removed, on: connection)
@@ -195,8 +217,8 @@ public final class RedisSubscriber: Sendable {
         default:
             return
         }
-        let continuations = state.withLockedValue { Array(($0.subscribers[topic] ?? [:]).values) }
-        for continuation in continuations { continuation.yield(message) }
+        let listeners = state.withLockedValue { Array(($0.subscribers[topic] ?? [:]).values) }
+        for listener in listeners { listener.deliver(message) }
     }
 
     /// Reconnects and subscribes again to every channel that still has subscribers.
