@@ -158,6 +158,7 @@ let package = Package(
             name: "TernRedisTests",
             dependencies: [
                 "TernRedis", "TernTestSupport",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],

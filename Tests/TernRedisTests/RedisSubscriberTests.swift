@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import Testing
 import TernRedis
@@ -34,6 +35,30 @@ import TernTestSupport
                 try await client.send("PUBSUB", "NUMSUB", channel).array?.last?.int == 0
             }
             #expect(unsubscribed)
+        }
+    }
+
+    @Test func aCallbackSubscriptionGetsEachMessageInOrderAndNothingOnceItsBodyEnded() async throws {
+        try await TestServices.withRedis { client in
+            let subscriber = try subscriber(named: TestServices.uniqueName("callback"))
+            defer { subscriber.shutdown() }
+            let channel = TestServices.uniqueName("channel")
+            let received = NIOLockedValueBox<[String]>([])
+            try await subscriber.subscribe(to: [channel], onMessage: { message in
+                received.withLockedValue { $0.append(String(buffer: message.payload)) }
+            }) {
+                for index in 1...5 { try await client.publish("m\(index)", to: channel) }
+                let all = try await eventually { received.withLockedValue { $0.count } == 5 }
+                #expect(all)
+            }
+            // Left: another subscriber of the channel keeps it subscribed, and sees what follows;
+            // the callback does not.
+            try await subscriber.subscribe(to: [channel]) { messages in
+                try await client.publish("after", to: channel)
+                var iterator = messages.makeAsyncIterator()
+                #expect(await iterator.next()?.payload == ByteBuffer(string: "after"))
+            }
+            #expect(received.withLockedValue { $0 } == ["m1", "m2", "m3", "m4", "m5"])
         }
     }
 
