@@ -41,6 +41,9 @@ import TernTestSupport
                             #expect(keys.map { $0["name"] as? String } == ["ci", "first"])
                             #expect(keys.allSatisfy { $0["key"] == nil })  // the secret is never shown again
                         }
+                        let search = #"{"query":"x","mode":"vector","embedding":["# + Array(repeating: "0.5", count: Store.embeddingDimensions).joined(separator: ",") + "]}"
+                        try await two.execute(uri: "/v1/search", method: .post, headers: [.authorization: "Bearer \(secret)", .contentType: "application/json"],
+                                              body: ByteBuffer(string: search)) { #expect($0.status == .ok) }
                         // Another user cannot revoke it.
                         try await one.execute(uri: "/v1/keys/\(id)", method: .delete, headers: [.authorization: "Bearer \(stranger)"]) {
                             #expect($0.status == .notFound)
@@ -48,6 +51,12 @@ import TernTestSupport
                         try await one.execute(uri: "/v1/keys/\(id)", method: .delete, headers: [.authorization: "Bearer \(owner)"]) { response in
                             #expect(response.status == .ok)
                             #expect(object(response)["revoked_at"] is Int)
+                        }
+                        // The other instance refuses the revoked key: its search finds nothing.
+                        try await two.execute(uri: "/v1/search", method: .post, headers: [.authorization: "Bearer \(secret)", .contentType: "application/json"],
+                                              body: ByteBuffer(string: search)) { response in
+                            #expect(response.status == .unauthorized)
+                            #expect(object(response)["data"] == nil)
                         }
                         try await two.execute(uri: "/v1/models", method: .get, headers: [.authorization: "Bearer \(secret)"]) {
                             #expect($0.status == .unauthorized)
