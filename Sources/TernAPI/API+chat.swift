@@ -12,7 +12,7 @@ extension API {
     /// `POST /v1/chat/completions`: stores the conversation, enqueues a chat job and relays its
     /// events, as Server-Sent Events (`stream: true`) or as one JSON answer.
     func chatCompletions(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        let caller = try await identifyCounting(request)
+        let caller = try await identifyCounting(request, generatingOn: queue)
         let (chat, jobID) = try await whileCounted(caller) {
             let chat = try await decodeBody(ChatCompletionRequest.self, of: request, what: "chat completion request")
             return (chat, try await enqueueChat(chat, for: caller).0)
@@ -135,7 +135,7 @@ extension API {
         _ tokens: Int, in buckets: [TokenBudget.Bucket], for caller: Caller, on queue: any JobQueue, _ body: () async throws -> Result
     ) async throws -> Result {
         let budget = TokenBudget(redis: redis)
-        async let backlogAdmits = backlogAdmits(on: queue)
+        let backlogCheck = caller.backlogCheck(on: queue) ?? startBacklogCheck(on: queue)
         do {
             try await budget.reserve(tokens, in: buckets)
         } catch let refusal as RateLimitRefusal {
@@ -143,7 +143,7 @@ extension API {
         }
         do {
             try await caller.admitted()
-            guard try await backlogAdmits else { throw APIError.queueFull }
+            guard try await backlogCheck?.value ?? true else { throw APIError.queueFull }
             return try await body()
         } catch {
             try? await budget.settle(reserved: tokens, used: 0, in: buckets)
@@ -151,10 +151,11 @@ extension API {
         }
     }
 
-    /// Whether `queue`'s backlog is below the admission threshold.
-    private func backlogAdmits(on queue: any JobQueue) async throws -> Bool {
-        guard let threshold = configuration.admissionBacklog else { return true }
-        return try await queue.backlog() < threshold
+    /// Starts finding out whether `queue`'s backlog is below the admission threshold; `nil`
+    /// without a threshold.
+    func startBacklogCheck(on queue: any JobQueue) -> Task<Bool, any Error>? {
+        guard let threshold = configuration.admissionBacklog else { return nil }
+        return Task { try await queue.backlog() < threshold }
     }
 
     /// The caller's tokens-a-minute buckets: the key's (if the request used one) and the user's.

@@ -147,7 +147,7 @@ extension API {
     }
 
     private func uploadDocument(_ request: Request) async throws -> Response {
-        let caller = try await identifyCounting(request)
+        let caller = try await identifyCounting(request, generatingOn: queue)
         return try await whileCounted(caller) {
             let upload = try await decodeBody(DocumentUpload.self, of: request, what: "document")
             guard let model = configuration.embeddingModels.first else { throw APIError.noEmbeddingModel }

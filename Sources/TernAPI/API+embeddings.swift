@@ -76,7 +76,7 @@ extension API {
     }
 
     private func embeddings(_ request: Request) async throws -> Response {
-        let caller = try await identifyCounting(request)
+        let caller = try await identifyCounting(request, generatingOn: embeddingQueue)
         let user = caller.user
         let (body, jobID) = try await whileCounted(caller) {
             let body = try await decodeBody(EmbeddingRequest.self, of: request, what: "embeddings request")

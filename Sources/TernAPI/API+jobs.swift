@@ -85,7 +85,7 @@ extension API {
     }
 
     private func createJob(_ request: Request) async throws -> Response {
-        let caller = try await identifyCounting(request)
+        let caller = try await identifyCounting(request, generatingOn: queue)
         let id = try await whileCounted(caller) {
             let body = try await decodeBody(CreateJobRequest.self, of: request, what: "job")
             guard body.type == "chat.completion" else {

@@ -167,10 +167,12 @@ public struct API: Sendable {
     /// Who is calling, with the request being counted against their rate limits meanwhile: a
     /// generation reads and checks its body and its other limits while the count runs. Every
     /// path awaits the count (`admitting`, `whileCounted`), so a refused request is refused.
-    func identifyCounting(_ request: Request) async throws -> Caller {
+    /// A generation for `queue` has that queue's backlog checked meanwhile too (`admitting`).
+    func identifyCounting(_ request: Request, generatingOn queue: (any JobQueue)? = nil) async throws -> Caller {
         var caller = try await identify(request)
         let counted = caller
         caller.admission = Task { try await admit(counted) }
+        if let queue, let check = startBacklogCheck(on: queue) { caller.backlog = (queue.name, check) }
         return caller
     }
 
@@ -242,9 +244,18 @@ struct Caller: Sendable {
     /// The count of the request against the caller's limits, if it runs in the background.
     var admission: Task<Void, any Error>?
 
+    /// The check of a generation queue's backlog started with the count, if any.
+    var backlog: (queue: QueueName, check: Task<Bool, any Error>)?
+
     /// Waits for the request's count (`API.identifyCounting`); throws its refusal.
     func admitted() async throws {
         try await admission?.value
+    }
+
+    /// The backlog check started with the count, if it was for `queue`.
+    func backlogCheck(on queue: any JobQueue) -> Task<Bool, any Error>? {
+        guard let backlog, backlog.queue == queue.name else { return nil }
+        return backlog.check
     }
 }
 
