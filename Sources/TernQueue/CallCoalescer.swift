@@ -1,11 +1,15 @@
 import NIOConcurrencyHelpers
 
 /// Turns concurrent calls into batches: while one batch is being sent, later calls wait and go
-/// together in the next one (group commit). A call that finds nothing in flight is sent at once,
-/// so batching costs no latency when the load is light, and saves a round trip and a script
-/// run per call when it is heavy. The sender is a task of its own, not a caller's: a caller
-/// cancelled while its call is in flight still gets the call's outcome (an enqueue that
-/// happened must not look failed), never a `CancellationError` in its place.
+/// together in the next one (group commit). A call that finds nothing in flight is sent at once
+/// by its caller's task, so batching costs no latency (not even a hop to another task) when the
+/// load is light, and saves a round trip and a script run per call when it is heavy; the calls
+/// that wait go from a task of their own.
+///
+/// `send` must answer whether or not the task it runs in is cancelled (for Redis:
+/// `waitingThroughCancellation`): a caller cancelled while its call is in flight still gets the
+/// call's outcome (an enqueue that happened must not look failed), never a `CancellationError`
+/// in its place.
 final class CallCoalescer<Item: Sendable, Output: Sendable>: Sendable {
     private let maximumBatch: Int
     private let send: @Sendable ([Item]) async throws -> [Output]
@@ -23,21 +27,45 @@ final class CallCoalescer<Item: Sendable, Output: Sendable>: Sendable {
     }
 
     func call(_ item: Item) async throws -> Output {
-        try await withCheckedThrowingContinuation { continuation in
-            let startSending = state.withLockedValue { state -> Bool in
-                state.waiting.append((item, continuation))
-                guard !state.sending else { return false }
-                state.sending = true
-                return true
-            }
-            // Unstructured: the sender serves every caller that arrives while it runs, so it
-            // belongs to none of them; it ends when nobody is waiting.
-            if startSending { Task { await self.sendUntilDrained() } }
+        let sendsAlone = state.withLockedValue { state in
+            defer { state.sending = true }
+            return !state.sending
         }
+        guard sendsAlone else {
+            return try await withCheckedThrowingContinuation { continuation in
+                let startSending = state.withLockedValue { state -> Bool in
+                    state.waiting.append((item, continuation))
+                    defer { state.sending = true }
+                    return !state.sending
+                }
+                if startSending { sendInBackground() }
+            }
+        }
+        let outputs: Result<[Output], any Error>
+        do {
+            outputs = .success(try await send([item]))
+        } catch {
+            outputs = .failure(error)
+        }
+        // Calls that came meanwhile go in the next batch.
+        let othersWait = state.withLockedValue { state in
+            state.sending = !state.waiting.isEmpty
+            return state.sending
+        }
+        if othersWait { sendInBackground() }
+        let answers = try outputs.get()
+        guard answers.count == 1 else { throw JobQueueError(.invalidState, "a batch came back with \(answers.count) of 1 answers") }
+        return answers[0]
     }
 
     /// Calls waiting for the next batch.
     var waitingCount: Int { state.withLockedValue { $0.waiting.count } }
+
+    /// Unstructured: the sender serves every caller that arrives while it runs, so it belongs to
+    /// none of them; it ends when nobody is waiting.
+    private func sendInBackground() {
+        Task { await self.sendUntilDrained() }
+    }
 
     private func sendUntilDrained() async {
         while true {

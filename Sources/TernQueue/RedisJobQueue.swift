@@ -40,7 +40,7 @@ public struct RedisJobQueue: JobQueue {
         completions = CallCoalescer { finished in
             var arguments = Self.retentions(configuration)
             for (job, tokens) in finished { arguments += [job.id.rawValue, job.lease, tokens ?? -1] }
-            let reply = try await client.run(Self.completeScript, keys: [prefix], arguments: arguments)
+            let reply = try await client.run(Self.completeScript, keys: [prefix], arguments: arguments, waitingThroughCancellation: true)
             return (reply.array ?? []).map { $0.int == 1 }
         }
     }
@@ -79,7 +79,8 @@ public struct RedisJobQueue: JobQueue {
                 job.delay.milliseconds, job.idempotencyKey ?? "", job.provider ?? "", job.tokens,
             ]
         }
-        let reply = try await client.run(enqueueScript, keys: [prefix], arguments: arguments)
+        // A lone enqueue is sent by its caller's task (`CallCoalescer`): it learns the outcome even if cancelled.
+        let reply = try await client.run(enqueueScript, keys: [prefix], arguments: arguments, waitingThroughCancellation: true)
         guard let values = reply.array, values.count == jobs.count * 2 else {
             throw RedisError(.unexpectedReply, "enqueue returned an unexpected reply")
         }

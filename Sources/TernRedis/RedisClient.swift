@@ -55,11 +55,13 @@ public final class RedisClient: Sendable, Service {
             shared: Array(repeating: nil, count: max(1, configuration.pool.pipelinedConnections)), backoff: configuration.reconnectBackoff))
     }
 
-    /// Sends one command on a shared connection. An error reply throws `RedisError.server`.
+    /// Sends one command on a shared connection. An error reply throws `RedisError.server`. A
+    /// caller whose task is cancelled stops waiting, unless `waitingThroughCancellation`
+    /// (`RedisConnection.send`).
     @discardableResult
-    public func send(_ command: RESPCommand) async throws -> RESPValue {
+    public func send(_ command: RESPCommand, waitingThroughCancellation: Bool = false) async throws -> RESPValue {
         try Self.refuseConnectionScoped([command])
-        return try await sharedConnection().send(command)
+        return try await sharedConnection().send(command, waitingThroughCancellation: waitingThroughCancellation)
     }
 
     /// Sends one command built from its name and arguments.

@@ -109,10 +109,13 @@ public final class RedisConnection: Sendable {
 
     /// Sends one command and returns its reply; an error reply throws `RedisError.server`.
     /// `blockingFor` is how long the server may hold the command before it answers (BLPOP,
-    /// XREAD BLOCK): it adds to the command timeout.
-    public func send(_ command: RESPCommand, blockingFor: TimeAmount = .zero) async throws -> RESPValue {
+    /// XREAD BLOCK): it adds to the command timeout. A caller whose task is cancelled stops
+    /// waiting at once (`CancellationError`), unless `waitingThroughCancellation`: then it gets
+    /// the reply all the same, for a command whose outcome must not be lost.
+    public func send(_ command: RESPCommand, blockingFor: TimeAmount = .zero, waitingThroughCancellation: Bool = false) async throws -> RESPValue {
         let promise = channel.eventLoop.makePromise(of: RESPValue.self)
-        let reply = try await submit(.one(command, promise), timeout: commandTimeout + blockingFor, promise)
+        let reply = try await submit(
+            .one(command, promise), timeout: commandTimeout + blockingFor, promise, waitingThroughCancellation: waitingThroughCancellation)
         if case .error(let message) = reply { throw RedisError(.server, message) }
         return reply
     }
@@ -126,7 +129,7 @@ public final class RedisConnection: Sendable {
     }
 
     private func submit<Reply: Sendable>(
-        _ request: RedisRequest, timeout: TimeAmount, _ promise: EventLoopPromise<Reply>
+        _ request: RedisRequest, timeout: TimeAmount, _ promise: EventLoopPromise<Reply>, waitingThroughCancellation: Bool = false
     ) async throws -> Reply {
         // The handler fails the request itself if the connection has closed.
         if channel.eventLoop.inEventLoop {
@@ -135,6 +138,7 @@ public final class RedisConnection: Sendable {
             let handler = self.handler
             channel.eventLoop.execute { handler.value.send(request, timeout: timeout) }
         }
+        if waitingThroughCancellation { return try await promise.futureResult.get() }
         // A cancelled caller stops waiting at once. The commands were sent and cannot be taken
         // back; their replies still arrive in order and complete the (already failed) promise,
         // which ignores them, so the connection stays in step for everyone else.

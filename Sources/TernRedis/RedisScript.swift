@@ -34,17 +34,20 @@ extension RedisScript {
 extension RedisClient {
     /// Runs a script: EVALSHA, and on NOSCRIPT loads it (SCRIPT LOAD) and retries, up to three
     /// times (a server restarting again between the load and the retry empties its cache again).
+    /// `waitingThroughCancellation` as for `send`.
     @discardableResult
-    public func run(_ script: RedisScript, keys: [String], arguments: [any RESPArgument] = []) async throws -> RESPValue {
+    public func run(
+        _ script: RedisScript, keys: [String], arguments: [any RESPArgument] = [], waitingThroughCancellation: Bool = false
+    ) async throws -> RESPValue {
         let tail: [any RESPArgument] = [keys.count] + keys + arguments
         let command = RESPCommand("EVALSHA", [script.sha1] + tail)
         var loads = 0
         while true {
             do {
-                return try await send(command)
+                return try await send(command, waitingThroughCancellation: waitingThroughCancellation)
             } catch let error as RedisError where error.code == .server && error.message.hasPrefix("NOSCRIPT") && loads < 3 {
                 loads += 1
-                try await send("SCRIPT", "LOAD", script.source)
+                try await send(RESPCommand("SCRIPT", "LOAD", script.source), waitingThroughCancellation: waitingThroughCancellation)
             }
         }
     }

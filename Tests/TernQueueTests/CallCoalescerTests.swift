@@ -2,9 +2,9 @@ import NIOConcurrencyHelpers
 import Testing
 @testable import TernQueue
 
-/// Group commit: a lone call goes at once by itself; calls that come while one is in flight go
-/// together next; every caller gets its own answer or the batch's error, even a caller that was
-/// cancelled meanwhile.
+/// Group commit: a lone call goes at once by itself, from its caller's task; calls that come
+/// while one is in flight go together next; every caller gets its own answer or the batch's
+/// error, even a caller that was cancelled meanwhile.
 @Suite(.timeLimit(.minutes(2))) struct CallCoalescerTests {
     /// A sender whose first batch waits until `release` is called, recording every batch.
     final class GatedSender: Sendable {
@@ -26,8 +26,8 @@ import Testing
             if first {
                 for await _ in gate { break }
             }
-            // As a network call does, a send whose task is cancelled gives up.
-            try Task.checkCancellation()
+            // As `send` must (`CallCoalescer`), it answers even if its task was cancelled: the
+            // coalescer must not turn that answer into a `CancellationError` either.
             if failing { throw JobQueueError(.invalidState, "refused") }
             return items.map { "answer \($0)" }
         }
@@ -35,13 +35,17 @@ import Testing
         func release() { opener.yield() }
     }
 
-    @Test func aLoneCallIsSentAtOnceByItself() async throws {
-        let sender = GatedSender()
-        sender.release()
-        let coalescer = CallCoalescer<Int, String> { try await sender.send($0) }
+    @Test func aLoneCallIsSentAtOnceByItselfFromItsCallersTask() async throws {
+        // The task each batch was sent from.
+        let senders = NIOLockedValueBox<[Int]>([])
+        let coalescer = CallCoalescer<Int, String> { items in
+            senders.withLockedValue { $0.append(withUnsafeCurrentTask { $0?.hashValue ?? 0 }) }
+            return items.map { "answer \($0)" }
+        }
+        let caller = withUnsafeCurrentTask { $0?.hashValue ?? -1 }
         #expect(try await coalescer.call(7) == "answer 7")
         #expect(try await coalescer.call(8) == "answer 8")
-        #expect(sender.batches.withLockedValue { $0 } == [[7], [8]])
+        #expect(senders.withLockedValue { $0 } == [caller, caller])
     }
 
     @Test func callsThatComeWhileOneIsInFlightGoTogether() async throws {
@@ -86,3 +90,4 @@ import Testing
         }
     }
 }
+

@@ -100,6 +100,24 @@ import TernTestSupport
             await #expect(throws: CancellationError.self) { try await waiter.value }
         }
     }
+
+    @Test func aCallerWaitingThroughCancellationGetsTheReply() async throws {
+        try await TestServices.withRedis { client in
+            let connection = try await RedisConnection.connect(to: client.configuration)
+            defer { connection.close() }
+            let id = try #require(try await connection.send(RESPCommand("CLIENT", "ID")).int)
+            let list = TestServices.uniqueName("list")
+            let waiter = Task {
+                try await connection.send(RESPCommand("BLPOP", list, 30), blockingFor: .seconds(30), waitingThroughCancellation: true)
+            }
+            #expect(try await eventually {
+                try await client.send("CLIENT", "LIST", "ID", id).string?.contains("cmd=blpop") == true
+            })
+            waiter.cancel()
+            try await client.send("LPUSH", list, "taken")
+            #expect(try await waiter.value.array?.compactMap(\.string) == [list, "taken"])
+        }
+    }
 }
 
 @Suite struct RedisCircuitBreakerTests {
