@@ -51,15 +51,19 @@ public struct JobEvents: Sendable {
     static let announcedBytes = 16 << 10
 
     /// KEYS stream; ARGV retention in seconds, whether to announce the fields, then the
-    /// fields. Announces `[previous id, id, field, value, ...]` as JSON, or `1`. Returns the id.
+    /// fields. Announces previous id, id, field, value, ... each as `LENGTH:BYTES` (its length
+    /// in bytes, in decimal), one after the other, or `1`. Returns the id.
     static let appendScript = RedisScript("""
         local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
         local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
         redis.call('EXPIRE', KEYS[1], ARGV[1])
         if ARGV[2] == '1' then
-          local announcement = {last[1] and last[1][1] or '0', id}
-          for i = 3, #ARGV do announcement[#announcement + 1] = ARGV[i] end
-          redis.call('PUBLISH', KEYS[1], cjson.encode(announcement))
+          local previous = last[1] and last[1][1] or '0'
+          local parts = {#previous, ':', previous, #id, ':', id}
+          for i = 3, #ARGV do
+            parts[#parts + 1] = #ARGV[i]; parts[#parts + 1] = ':'; parts[#parts + 1] = ARGV[i]
+          end
+          redis.call('PUBLISH', KEYS[1], table.concat(parts))
         else
           redis.call('PUBLISH', KEYS[1], '1')
         end
@@ -138,16 +142,35 @@ extension JobEvents {
     }
 
     /// The event an announcement carries and the id of the one before it; `nil` for an
-    /// announcement without one.
+    /// announcement without one, or one that is not whole (`appendScript` writes them).
     static func announcedEvent(_ payload: ByteBuffer) -> (previous: String, event: JobEvent)? {
-        guard payload.readableBytes > 1,
-              // JSONSerialization: half the cost of JSONDecoder here, and every piece of every answer comes this way.
-              let parts = (try? JSONSerialization.jsonObject(with: Data(payload.readableBytesView))) as? [String],
-              parts.count >= 2, parts.count % 2 == 0
-        else { return nil }
+        guard let parts = lengthPrefixedStrings(payload), parts.count >= 2, parts.count % 2 == 0 else { return nil }
         var fields: [String: String] = [:]
         for index in stride(from: 2, to: parts.count, by: 2) { fields[parts[index]] = parts[index + 1] }
         return (parts[0], JobEvent(id: parts[1], fields: fields))
+    }
+
+    /// The strings of `LENGTH:BYTES` parts one after the other; `nil` unless the bytes are
+    /// exactly such parts. Every piece of every answer comes this way: no escapes to undo.
+    static func lengthPrefixedStrings(_ payload: ByteBuffer) -> [String]? {
+        payload.withUnsafeReadableBytes { bytes -> [String]? in
+            var parts: [String] = []
+            var index = 0
+            while index < bytes.count {
+                var length = 0
+                var digits = 0
+                while index < bytes.count, bytes[index] &- UInt8(ascii: "0") < 10, digits < 9 {
+                    length = length * 10 + Int(bytes[index] &- UInt8(ascii: "0"))
+                    index += 1
+                    digits += 1
+                }
+                guard digits > 0, index < bytes.count, bytes[index] == UInt8(ascii: ":"), length <= bytes.count - index - 1 else { return nil }
+                index += 1
+                parts.append(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[index..<(index + length)]), as: UTF8.self))
+                index += length
+            }
+            return parts
+        }
     }
 
     /// Every event of a job so far, without waiting.
