@@ -4,7 +4,8 @@
 
 One request at a time, direct then Tern (the same prompt, streaming, temperature 0), N times
 over: both sides see the same moments of a machine whose speed drifts, so the difference of
-their medians is Tern's own part, not the drift between two separate runs.
+their medians is Tern's own part, not the drift between two separate runs. Also the median of
+each pair's own difference (`added_paired_p50_ms`).
 """
 import argparse
 import asyncio
@@ -23,11 +24,13 @@ async def main(args):
         "tern": SimpleNamespace(url=args.tern[0], key=args.tern[1], model=args.tern[2], max_tokens=args.max_tokens),
     }
     ttft = {"direct": [], "tern": []}
+    differences = []  # each pair's Tern − direct, where both answered
     errors = {"direct": 0, "tern": 0}
     first_error = None
     connector = aiohttp.TCPConnector(limit=0, force_close=True)  # as generation_load.py
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as client:
         for _ in range(args.pairs):
+            pair = {}
             for side, request in sides.items():
                 result = await one_request(client, request)
                 if "error" in result:
@@ -35,10 +38,14 @@ async def main(args):
                     first_error = first_error or f"{side}: {result['error']}"
                 else:
                     ttft[side].append(result["ttft"])
+                    pair[side] = result["ttft"]
+            if len(pair) == 2:
+                differences.append(pair["tern"] - pair["direct"])
     direct, tern = percentile(ttft["direct"], 50) or 0, percentile(ttft["tern"], 50) or 0
     print(json.dumps({
         "pairs": args.pairs, "errors": errors, "first_error": first_error,
         "direct_ttft_p50_ms": round(direct, 2), "tern_ttft_p50_ms": round(tern, 2), "added_ms": round(tern - direct, 2),
+        "added_paired_p50_ms": round(percentile(differences, 50) or 0, 2),
     }))
 
 
