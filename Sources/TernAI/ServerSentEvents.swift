@@ -38,21 +38,35 @@ public struct ServerSentEventsParser: Sendable {
 
     /// Feeds bytes; returns the events they complete.
     public mutating func feed<Bytes: Sequence<UInt8>>(_ bytes: Bytes) throws -> [ServerSentEvent] {
+        if let events = try bytes.withContiguousStorageIfAvailable({ try feed(contiguous: $0) }) { return events }
+        return try Array(bytes).withUnsafeBufferPointer { try feed(contiguous: $0) }
+    }
+
+    /// Takes the bytes between line ends a run at a time (every piece of every answer comes
+    /// this way).
+    private mutating func feed(contiguous bytes: UnsafeBufferPointer<UInt8>) throws -> [ServerSentEvent] {
         var events: [ServerSentEvent] = []
-        for byte in bytes {
-            if byte == UInt8(ascii: "\n") && lastWasCR {
+        var index = 0
+        while index < bytes.count {
+            if lastWasCR, bytes[index] == UInt8(ascii: "\n") {
+                // The LF of a CRLF: that line has ended already.
                 lastWasCR = false
+                index += 1
                 continue
             }
-            lastWasCR = byte == UInt8(ascii: "\r")
-            if byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") {
-                if let event = try endLine() { events.append(event) }
-            } else {
-                guard line.count < maximumLineLength else {
-                    throw ServerSentEventsError(reason: "line longer than \(maximumLineLength) bytes")
-                }
-                line.append(byte)
+            var end = index
+            while end < bytes.count, bytes[end] != UInt8(ascii: "\n"), bytes[end] != UInt8(ascii: "\r") { end += 1 }
+            guard line.count + (end - index) <= maximumLineLength else {
+                throw ServerSentEventsError(reason: "line longer than \(maximumLineLength) bytes")
             }
+            line.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[index..<end]))
+            lastWasCR = false
+            if end < bytes.count {
+                lastWasCR = bytes[end] == UInt8(ascii: "\r")
+                if let event = try endLine() { events.append(event) }
+                end += 1
+            }
+            index = end
         }
         return events
     }

@@ -20,6 +20,24 @@ import TernAI
         #expect(try bytes.flatMap { try parser.feed([$0]) } == expected)
     }
 
+    @Test func aSequenceWithoutContiguousStorageGivesTheSameEvents() throws {
+        var parser = ServerSentEventsParser()
+        #expect(try parser.feed(Self.stream.utf8.lazy.map { $0 }).map(\.data) == ["{\"a\":1}", "line one\nline two", "[DONE]"])
+    }
+
+    @Test func aLineMayHoldItsBoundExactlyWhereverItIsSplit() throws {
+        let line = Array("data: 12".utf8)  // 8 bytes
+        for split in 0...line.count {
+            var parser = ServerSentEventsParser(maximumLineLength: 8, maximumEventSize: 1024)
+            _ = try parser.feed(line[..<split])
+            _ = try parser.feed(line[split...])
+            #expect(try parser.feed(Array("\n\n".utf8)) == [ServerSentEvent(data: "12")])
+            var over = ServerSentEventsParser(maximumLineLength: 8, maximumEventSize: 1024)
+            _ = try over.feed(line[..<split])
+            #expect(throws: ServerSentEventsError.self) { try over.feed(line[split...] + Array("3".utf8)) }
+        }
+    }
+
     @Test func boundsLinesAndEvents() {
         var lines = ServerSentEventsParser(maximumLineLength: 8, maximumEventSize: 1024)
         #expect(throws: ServerSentEventsError.self) { try lines.feed(Array("data: 0123456789\n".utf8)) }
