@@ -81,8 +81,9 @@ public final class RedisSubscriber: Sendable {
 
     /// Subscribes to `channels` for the duration of `body`, handing each message to `onMessage`
     /// as it arrives, on the connection's event loop: no stream and no task between the
-    /// connection and the subscriber, so `onMessage` must be quick and must not block. It
-    /// starts once the server has confirmed the subscription, as `subscribe(to:)` does.
+    /// connection and the subscriber, so `onMessage` must be quick and must not block. Every
+    /// message published once the server has confirmed the subscription (when `body` starts)
+    /// reaches it, until `body` ends; one published just before may too.
     @discardableResult
     public func subscribe<Result: Sendable>(
         to channels: [String], onMessage: @escaping @Sendable (RedisMessage) -> Void, _ body: () async throws -> Result
