@@ -51,8 +51,10 @@ public protocol JobQueue: Sendable {
     func setLimits(_ limits: ProviderLimits, for provider: String) async throws
     /// Announces a live worker and the job types it runs, until `ttl` from now.
     func heartbeat(worker: String, types: [String], ttl: Duration) async throws
-    /// Job ids whose cancellation was requested while they were active, as they happen.
-    func cancellations() -> AsyncStream<JobID>
+    /// Hands `onCancel` the id of each job whose cancellation is requested while it is active,
+    /// as it happens, until the calling task is cancelled. `onCancel` may run on an I/O thread:
+    /// it must be quick and must not block.
+    func followCancellations(_ onCancel: @escaping @Sendable (JobID) -> Void) async
 }
 
 extension JobQueue {

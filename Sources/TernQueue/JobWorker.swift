@@ -63,7 +63,7 @@ public struct JobWorker: Service {
             group.addTask { await heartbeats() }
             group.addTask { await renewLeases(running) }
             group.addTask {
-                for await id in queue.cancellations() { running.signal(job: id, .cancel) }
+                await queue.followCancellations { id in running.signal(job: id, .cancel) }
             }
             await withGracefulShutdownHandler {
                 await dispatch(running)
@@ -144,11 +144,11 @@ public struct JobWorker: Service {
                     }
                     wakeWithin = result.jobs.count < maximum ? min(result.retryIn ?? configuration.idleWait, configuration.idleWait) : nil
                     for unit in units(result.jobs) {
-                        let signals = unit.map { running.register($0) }
+                        unit.forEach(running.register)
                         running.unitStarted()
                         group.addTask {
                             if unit.count == 1 {
-                                await run(unit[0], signals: signals[0])
+                                await run(unit[0], running)
                             } else {
                                 await runBatch(unit)
                             }
@@ -214,8 +214,10 @@ public struct JobWorker: Service {
         case leaseLost
     }
 
-    /// Runs one job beside its lease keeper, then records how it ended.
-    private func run(_ job: ClaimedJob, signals: RunningJobs.Signals) async {
+    /// Runs one job, then records how it ended. The handler runs in a task of its own, which a
+    /// signal (a cancellation, the end of the grace period, a lost lease) cancels directly, from
+    /// whichever thread it comes on.
+    private func run(_ job: ClaimedJob, _ running: RunningJobs) async {
         var logger = logger
         logger[metadataKey: "job"] = "\(job.id)"
         logger[metadataKey: "type"] = "\(job.type)"
@@ -230,32 +232,18 @@ public struct JobWorker: Service {
             return
         }
         let started = ContinuousClock.now
-        let ending = await withTaskGroup(of: Ending?.self) { group -> Ending in
-            group.addTask {
-                do {
-                    return .finished(.success(try await handler.handle(job)))
-                } catch {
-                    return .finished(.failure(error))
-                }
-            }
-            group.addTask {
-                for await signal in signals.stream {
-                    switch signal {
-                    case .cancel: return .cancelled
-                    case .release: return .released
-                    case .leaseLost: return .leaseLost
-                    }
-                }
-                return nil
-            }
-            var ending: Ending?
-            while ending == nil, let next = await group.next() { ending = next }
-            group.cancelAll()
-            signals.continuation.finish()
-            // The worker itself was cancelled (another service of the process failed): the
-            // handler's CancellationError is no failure of the job.
-            if Task.isCancelled, case .finished(.failure) = ending { return .released }
-            return ending ?? .released
+        let work = Task { try await handler.handle(job) }
+        running.started(work, lease: job.lease)
+        let result = await withTaskCancellationHandler { await work.result } onCancel: { work.cancel() }
+        let ending: Ending
+        switch (result, running.signal(of: job.lease)) {
+        case (.success, _): ending = .finished(result)  // done before the signal could stop it
+        case (.failure, .cancel?): ending = .cancelled
+        case (.failure, .release?): ending = .released
+        case (.failure, .leaseLost?): ending = .leaseLost
+        // The worker itself was cancelled (another service of the process failed): the
+        // handler's CancellationError is no failure of the job.
+        case (.failure, nil): ending = Task.isCancelled ? .released : .finished(result)
         }
         await record(job, ending, elapsed: ContinuousClock.now - started, handler: handler, logger: logger)
     }
@@ -325,8 +313,8 @@ public struct JobWorker: Service {
     }
 }
 
-/// The jobs a worker is running, with a signal channel to each; and the dispatcher's wait for
-/// a free slot.
+/// The jobs a worker is running, each with the first signal it got and the task running its
+/// handler; and the dispatcher's wait for a free slot.
 final class RunningJobs: Sendable {
     enum Signal: Sendable {
         case cancel
@@ -334,15 +322,16 @@ final class RunningJobs: Sendable {
         case leaseLost
     }
 
-    struct Signals: Sendable {
-        let stream: AsyncStream<Signal>
-        let continuation: AsyncStream<Signal>.Continuation
+    private struct Run {
+        let job: ClaimedJob
+        var signal: Signal?
+        var work: Task<JobOutcome, any Error>?
     }
 
     /// Keyed by lease: after an outage a worker can hold a job's new claim while its old run
     /// (whose lease is gone) still ends.
     private struct State {
-        var jobs: [String: (job: ClaimedJob, signals: AsyncStream<Signal>.Continuation)] = [:]
+        var runs: [String: Run] = [:]
         /// Units of work running: a job, or a batch of jobs run as one.
         var units = 0
         var dispatcher: CheckedContinuation<Void, Never>?
@@ -362,34 +351,61 @@ final class RunningJobs: Sendable {
         }
         dispatcher?.resume()
     }
-    var jobs: [ClaimedJob] { state.withLockedValue { $0.jobs.values.map(\.job) } }
+    var jobs: [ClaimedJob] { state.withLockedValue { $0.runs.values.map(\.job) } }
 
-    func register(_ job: ClaimedJob) -> Signals {
-        let (stream, continuation) = AsyncStream.makeStream(of: Signal.self, bufferingPolicy: .bufferingNewest(8))
+    /// A claimed job; an older run of the same job (its lease lost in an outage) is stopped.
+    func register(_ job: ClaimedJob) {
         let older = state.withLockedValue { state in
-            defer { state.jobs[job.lease] = (job, continuation) }
-            return state.jobs.values.filter { $0.job.id == job.id }.map(\.signals)
+            defer { state.runs[job.lease] = Run(job: job) }
+            return state.runs.values.filter { $0.job.id == job.id }.map(\.job.lease)
         }
-        older.forEach { $0.yield(.leaseLost) }
-        return Signals(stream: stream, continuation: continuation)
+        older.forEach { signal(lease: $0, .leaseLost) }
+    }
+
+    /// The task running the job's handler; cancelled at once if a signal came first.
+    func started(_ work: Task<JobOutcome, any Error>, lease: String) {
+        let signalled = state.withLockedValue { state in
+            state.runs[lease]?.work = work
+            return state.runs[lease]?.signal != nil
+        }
+        if signalled { work.cancel() }
+    }
+
+    /// The first signal the run holding `lease` got, if any.
+    func signal(of lease: String) -> Signal? {
+        state.withLockedValue { $0.runs[lease]?.signal }
     }
 
     func unregister(_ job: ClaimedJob) {
-        state.withLockedValue { $0.jobs[job.lease] = nil }
+        state.withLockedValue { $0.runs[job.lease] = nil }
     }
 
-    /// Signals the run holding `lease`.
+    /// Signals the run holding `lease`: the first signal is kept, and its handler's task
+    /// cancelled. The cancellation runs outside the lock, since it runs the cancellation
+    /// handlers of the handler's calls (such as aborting its HTTP request) on this thread.
     func signal(lease: String, _ signal: Signal) {
-        _ = state.withLockedValue { $0.jobs[lease] }?.signals.yield(signal)
+        deliver(signal) { $0.lease == lease }
     }
 
     /// Signals every run of the job.
     func signal(job id: JobID, _ signal: Signal) {
-        state.withLockedValue { $0.jobs.values.filter { $0.job.id == id }.map(\.signals) }.forEach { $0.yield(signal) }
+        deliver(signal) { $0.id == id }
     }
 
     func signalAll(_ signal: Signal) {
-        state.withLockedValue { $0.jobs.values.map(\.signals) }.forEach { $0.yield(signal) }
+        deliver(signal) { _ in true }
+    }
+
+    private func deliver(_ signal: Signal, to matching: (ClaimedJob) -> Bool) {
+        let work = state.withLockedValue { state in
+            var work: [Task<JobOutcome, any Error>] = []
+            for (lease, run) in state.runs where matching(run.job) {
+                if run.signal == nil { state.runs[lease]?.signal = signal }
+                if let task = run.work { work.append(task) }
+            }
+            return work
+        }
+        work.forEach { $0.cancel() }
     }
 
     /// Returns once fewer than `limit` jobs run (or `wakeDispatcher` is called).

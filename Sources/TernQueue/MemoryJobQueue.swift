@@ -45,7 +45,7 @@ public final class MemoryJobQueue: JobQueue {
         /// `wakeGeneration` at the last claim: a wait returns at once if work may have arrived
         /// since (as Redis keeps a wake-up for a worker that was not waiting yet).
         var claimedAtGeneration = 0
-        var cancelListeners: [UUID: AsyncStream<JobID>.Continuation] = [:]
+        var cancelListeners: [UUID: @Sendable (JobID) -> Void] = [:]
     }
     private let state = NIOLockedValueBox(State())
 
@@ -196,7 +196,7 @@ public final class MemoryJobQueue: JobQueue {
     }
 
     public func cancel(_ id: JobID) async throws -> JobState {
-        let (result, listeners) = try state.withLockedValue { state -> (JobState, [AsyncStream<JobID>.Continuation]) in
+        let (result, listeners) = try state.withLockedValue { state -> (JobState, [@Sendable (JobID) -> Void]) in
             guard var record = state.records[id] else { throw JobQueueError(.notFound, "no job \(id)") }
             switch record.state {
             case .ready:
@@ -218,7 +218,7 @@ public final class MemoryJobQueue: JobQueue {
             Self.finish(id, as: .cancelled, now: Self.now(), &state)
             return (.cancelled, [])
         }
-        listeners.forEach { $0.yield(id) }
+        listeners.forEach { $0(id) }
         return result
     }
 
@@ -265,12 +265,11 @@ public final class MemoryJobQueue: JobQueue {
         state.withLockedValue { $0.workers[worker] = (expiry, types) }
     }
 
-    public func cancellations() -> AsyncStream<JobID> {
-        let (stream, continuation) = AsyncStream.makeStream(of: JobID.self)
+    public func followCancellations(_ onCancel: @escaping @Sendable (JobID) -> Void) async {
         let id = UUID()
-        state.withLockedValue { $0.cancelListeners[id] = continuation }
-        continuation.onTermination = { [weak self] _ in self?.state.withLockedValue { _ = $0.cancelListeners.removeValue(forKey: id) } }
-        return stream
+        state.withLockedValue { $0.cancelListeners[id] = onCancel }
+        defer { state.withLockedValue { _ = $0.cancelListeners.removeValue(forKey: id) } }
+        while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
     }
 
     // MARK: Rules, on the locked state

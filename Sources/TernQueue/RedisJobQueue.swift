@@ -240,32 +240,26 @@ public struct RedisJobQueue: JobQueue {
         _ = try await run(Self.heartbeatScript, [worker, types.sorted().joined(separator: ","), ttl.milliseconds])
     }
 
-    public func cancellations() -> AsyncStream<JobID> {
-        let (stream, continuation) = AsyncStream.makeStream(of: JobID.self)
+    public func followCancellations(_ onCancel: @escaping @Sendable (JobID) -> Void) async {
         let subscriber = RedisSubscriber(configuration: client.configuration, logger: client.logger)
-        let channel = prefix + "cancel"
-        // Unstructured: the subscription lives as long as its reader; ending the stream ends it.
-        let task = Task {
-            var delay = Duration.milliseconds(100)
-            while !Task.isCancelled {
-                do {
-                    try await subscriber.subscribe(to: [channel]) { messages in
-                        delay = .milliseconds(100)
-                        for await message in messages {
-                            if let id = JobID(String(buffer: message.payload)) { continuation.yield(id) }
-                        }
-                    }
-                } catch {
-                    client.logger.warning("cancel subscription failed; retrying", metadata: ["error": "\(error)"])
-                    try? await Task.sleep(for: delay)
-                    delay = min(delay * 2, .seconds(5))
+        defer { subscriber.shutdown() }
+        var delay = Duration.milliseconds(100)
+        while !Task.isCancelled {
+            do {
+                // Each id is handed over on the connection's event loop, so that stopping the
+                // job never waits for a free thread of the task pool, however busy it is.
+                try await subscriber.subscribe(to: [prefix + "cancel"], onMessage: { message in
+                    if let id = JobID(String(buffer: message.payload)) { onCancel(id) }
+                }) {
+                    delay = .milliseconds(100)
+                    while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
                 }
+            } catch {
+                guard !Task.isCancelled else { return }
+                client.logger.warning("cancel subscription failed; retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
             }
         }
-        continuation.onTermination = { _ in
-            task.cancel()
-            subscriber.shutdown()
-        }
-        return stream
     }
 }

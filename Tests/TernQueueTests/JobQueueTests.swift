@@ -235,9 +235,13 @@ func job(_ tenant: String = "t", type: String = "work", lane: JobLane = .interac
 
             let running = try await queue.enqueue(job()).id
             let claimed = try #require(try await queue.claim(worker: "w", maximum: 1).jobs.first)
-            let notices = queue.cancellations()
+            let (notices, notice) = AsyncStream.makeStream(of: JobID.self)
             // The subscription is in place once a published cancel arrives; retry until then.
             let told = try await withThrowingTaskGroup(of: JobID?.self) { group in
+                group.addTask {
+                    await queue.followCancellations { notice.yield($0) }
+                    return nil
+                }
                 group.addTask { await notices.first { _ in true } }
                 group.addTask {
                     while !Task.isCancelled {
