@@ -43,12 +43,21 @@ let package = Package(
             ],
             swiftSettings: swiftSettings + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
+        // Timers on SwiftNIO's event loops, for the waits every request has (deadlines, watchdogs).
+        .target(
+            name: "TernTimers",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Jobs on Redis: states, leases, retries, delays, lanes, tenant fairness, provider limits,
         // events; the in-memory twin; the worker runtime.
         .target(
             name: "TernQueue",
             dependencies: [
-                "TernRedis",
+                "TernRedis", "TernTimers",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -61,6 +70,7 @@ let package = Package(
         .target(
             name: "TernStore",
             dependencies: [
+                "TernTimers",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -72,6 +82,7 @@ let package = Package(
         .target(
             name: "TernAI",
             dependencies: [
+                "TernTimers",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -167,7 +178,7 @@ let package = Package(
         .testTarget(
             name: "TernQueueTests",
             dependencies: [
-                "TernQueue", "TernRedis", "TernTestSupport",
+                "TernQueue", "TernRedis", "TernTimers", "TernTestSupport",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -4,6 +4,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
+import TernTimers
 
 /// A model server that speaks OpenAI's chat completions API (llama.cpp's llama-server, vLLM,
 /// OpenAI, the mock): streams a generation as text pieces.
@@ -390,7 +391,7 @@ final class CallProgress: Sendable {
                             ? ProviderError(.timedOut, "upstream did not finish within \(self.totalTimeout)")
                             : ProviderError(.timedOut, "upstream sent no answer within \(self.firstTokenTimeout)")
                     }
-                    try await Task.sleep(until: deadline, clock: .continuous)
+                    try await EventLoopTimer.sleep(until: deadline)
                 }
             }
             defer { group.cancelAll() }

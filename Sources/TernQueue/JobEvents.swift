@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import TernRedis
+import TernTimers
 
 /// One event in a job's event stream: a stream entry, whose id clients resume after.
 public typealias JobEvent = StreamEntry
@@ -93,51 +94,44 @@ extension JobEvents {
             inbox.put(message.payload)
             wake.yield()
         }) {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    while true {
-                        try await Task.sleep(for: idle / 2)
-                        wake.yield()
+            let ticks = EventLoopTimer.repeating(every: idle / 2) { wake.yield() }
+            defer { ticks.cancel() }
+            var lastID = lastID
+            // When the caller last heard something: events or an idle call.
+            var lastHeard = ContinuousClock.now
+            var iterator = wakeups.makeAsyncIterator()
+            repeat {
+                let (payloads, readNeeded) = inbox.take()
+                var mustRead = readNeeded
+                var announced: [JobEvent] = []
+                for payload in payloads where !mustRead {
+                    guard let (previous, event) = Self.announcedEvent(payload), previous == lastID else {
+                        mustRead = true
+                        break
                     }
+                    announced.append(event)
+                    lastID = event.id
                 }
-                defer { group.cancelAll() }
-                var lastID = lastID
-                // When the caller last heard something: events or an idle call.
-                var lastHeard = ContinuousClock.now
-                var iterator = wakeups.makeAsyncIterator()
-                repeat {
-                    let (payloads, readNeeded) = inbox.take()
-                    var mustRead = readNeeded
-                    var announced: [JobEvent] = []
-                    for payload in payloads where !mustRead {
-                        guard let (previous, event) = Self.announcedEvent(payload), previous == lastID else {
-                            mustRead = true
-                            break
-                        }
-                        announced.append(event)
-                        lastID = event.id
-                    }
-                    if !announced.isEmpty {
-                        lastHeard = .now
-                        guard try await onBatch(announced) else { return }
-                    }
-                    // Before an idle call, read once more: an announcement may have been lost
-                    // while the subscriber reconnected.
-                    guard mustRead || ContinuousClock.now - lastHeard >= idle / 2 else { continue }
-                    while true {
-                        let batch = try await client.streamRead(key(job), after: lastID, count: 256)
-                        guard let last = batch.last else { break }
-                        lastID = last.id
-                        lastHeard = .now
-                        guard try await onBatch(batch) else { return }
-                        if batch.count < 256 { break }
-                    }
-                    if ContinuousClock.now - lastHeard >= idle / 2 {
-                        lastHeard = .now
-                        guard try await onIdle() else { return }
-                    }
-                } while await iterator.next() != nil
-            }
+                if !announced.isEmpty {
+                    lastHeard = .now
+                    guard try await onBatch(announced) else { return }
+                }
+                // Before an idle call, read once more: an announcement may have been lost
+                // while the subscriber reconnected.
+                guard mustRead || ContinuousClock.now - lastHeard >= idle / 2 else { continue }
+                while true {
+                    let batch = try await client.streamRead(key(job), after: lastID, count: 256)
+                    guard let last = batch.last else { break }
+                    lastID = last.id
+                    lastHeard = .now
+                    guard try await onBatch(batch) else { return }
+                    if batch.count < 256 { break }
+                }
+                if ContinuousClock.now - lastHeard >= idle / 2 {
+                    lastHeard = .now
+                    guard try await onIdle() else { return }
+                }
+            } while await iterator.next() != nil
         }
     }
 

@@ -1,6 +1,7 @@
 import Logging
 import PostgresNIO
 import Synchronization
+import TernTimers
 
 /// PostgresClient as the repositories use it, with a deadline: a statement that has not begun
 /// to answer within `deadline` (a connection from the pool, then the server's first reply) gives
@@ -47,7 +48,7 @@ struct Database: Sendable {
             return try await withThrowingTaskGroup(of: Unchecked<Result>?.self) { group in
                 group.addTask { Unchecked(try await call.value()) }
                 group.addTask {
-                    try await Task.sleep(for: limit)
+                    try await EventLoopTimer.sleep(for: limit)
                     return nil
                 }
                 defer { group.cancelAll() }
