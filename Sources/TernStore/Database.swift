@@ -31,34 +31,93 @@ struct Database: Sendable {
     }
 
     /// The whole transaction must end within the deadline.
-    func withTransaction<Result>(logger: Logger, _ body: (PostgresConnection) async throws -> Result) async throws -> Result {
+    func withTransaction<Result>(
+        logger: Logger, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
         try await withinDeadline { try await client.withTransaction(logger: logger) { try await body($0) } }
     }
 
-    /// Runs `operation` in a child task raced by a timer. A lease waiting for a connection is
-    /// cancelled with the task; a statement already sent runs to its end, but its caller has
-    /// its answer (the error) at the deadline.
-    private func withinDeadline<Result>(_ operation: () async throws -> Result) async throws -> Result {
+    /// Runs `operation` in a task of its own, raced by a timer. At the deadline the caller gets
+    /// its error at once: a lease still waiting for a connection is cancelled, and a statement
+    /// already sent (PostgresNIO cannot take it back) runs to its end in the background. A
+    /// caller cancelled meanwhile returns at once too.
+    private func withinDeadline<Result>(_ operation: @escaping @Sendable () async throws -> Result) async throws -> Result {
         let wasAway = away.value.load(ordering: .relaxed)
         let limit = wasAway ? min(deadline, .seconds(1)) : deadline
-        return try await withoutActuallyEscaping(operation) { operation in
-            // The child task ends before this function returns (the group awaits it), so the
-            // closure and its result never outlive the call or run concurrently with it.
-            let call = Unchecked(operation)
-            return try await withThrowingTaskGroup(of: Unchecked<Result>?.self) { group in
-                group.addTask { Unchecked(try await call.value()) }
-                group.addTask {
-                    try await EventLoopTimer.sleep(for: limit)
-                    return nil
-                }
-                defer { group.cancelAll() }
-                guard let answer = try await group.next() ?? nil else {
-                    away.value.store(true, ordering: .relaxed)
-                    throw StoreError(.unavailable, "PostgreSQL did not answer within \(limit)")
-                }
-                if wasAway { away.value.store(false, ordering: .relaxed) }
-                return answer.value
+        let race = FirstOutcome<Handoff<Result>>()
+        let work = Task {
+            do {
+                race.settle(.success(Handoff(try await operation())))
+            } catch {
+                race.settle(.failure(error))
             }
+        }
+        let timer = EventLoopTimer.after(limit) {
+            race.settle(.failure(DeadlinePassed()))
+            work.cancel()
+        }
+        defer { timer.cancel() }
+        do {
+            let answer = try await withTaskCancellationHandler {
+                try await race.outcome()
+            } onCancel: {
+                race.settle(.failure(CancellationError()))
+                work.cancel()
+            }
+            if wasAway { away.value.store(false, ordering: .relaxed) }
+            return answer.value
+        } catch is DeadlinePassed {
+            away.value.store(true, ordering: .relaxed)
+            throw StoreError(.unavailable, "PostgreSQL did not answer within \(limit)")
+        }
+    }
+
+    private struct DeadlinePassed: Error {}
+}
+
+/// The first outcome settled (the operation's, its deadline's or its caller's cancellation),
+/// handed to the one caller waiting for it; later ones are dropped.
+private final class FirstOutcome<Value: Sendable>: Sendable {
+    private enum State {
+        case pending
+        case waiting(CheckedContinuation<Value, any Error>)
+        case settled(Result<Value, any Error>)
+        case taken
+    }
+    private let state = Mutex(State.pending)
+
+    func settle(_ outcome: Result<Value, any Error>) {
+        let waiter = state.withLock { state -> CheckedContinuation<Value, any Error>? in
+            switch state {
+            case .pending:
+                state = .settled(outcome)
+                return nil
+            case .waiting(let continuation):
+                state = .taken
+                return continuation
+            case .settled, .taken:
+                return nil
+            }
+        }
+        waiter?.resume(with: outcome)
+    }
+
+    /// Waits for the first outcome; call once.
+    func outcome() async throws -> Value {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready = state.withLock { state -> Result<Value, any Error>? in
+                switch state {
+                case .settled(let outcome):
+                    state = .taken
+                    return outcome
+                case .pending:
+                    state = .waiting(continuation)
+                    return nil
+                case .waiting, .taken:
+                    preconditionFailure("FirstOutcome.outcome() is called once")
+                }
+            }
+            if let ready { continuation.resume(with: ready) }
         }
     }
 }
@@ -68,8 +127,8 @@ private final class AwayFlag: Sendable {
     let value = Atomic(false)
 }
 
-/// A value handed to a child task that is awaited before its owner goes on.
-private struct Unchecked<Value>: @unchecked Sendable {
+/// A value made in one task and handed to another, which alone uses it from then on.
+private struct Handoff<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
 }

@@ -174,7 +174,7 @@ extension Store {
         let statement = SearchStatement(
             user: user.uuid, documents: documents, embedding: embedding.map(PGVector.init), useVector: mode != .text && embedding != nil,
             text: text, useText: mode != .vector && !text.isEmpty, candidates: Int32(clamping: candidates), limit: Int32(clamping: limit))
-        func read(_ rows: AsyncThrowingMapSequence<PostgresRowSequence, SearchHit>) async throws -> [SearchHit] {
+        @Sendable func read(_ rows: AsyncThrowingMapSequence<PostgresRowSequence, SearchHit>) async throws -> [SearchHit] {
             var hits: [SearchHit] = []
             for try await hit in rows { hits.append(hit) }
             return hits

@@ -10,7 +10,7 @@ import NIOPosix
 public enum EventLoopTimer {
     /// Returns after `duration`; throws `CancellationError` if the task is cancelled first.
     public static func sleep(for duration: Duration) async throws {
-        let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: TimeAmount(duration)) {}
+        let timer = after(duration) {}
         try await withTaskCancellationHandler {
             do {
                 try await timer.futureResult.get()
@@ -25,6 +25,12 @@ public enum EventLoopTimer {
     /// Returns at `deadline`; throws `CancellationError` if the task is cancelled first.
     public static func sleep(until deadline: ContinuousClock.Instant) async throws {
         try await sleep(for: deadline - .now)
+    }
+
+    /// Runs `action` on an event loop after `duration`, unless the returned task is cancelled first.
+    @discardableResult
+    public static func after(_ duration: Duration, _ action: @escaping @Sendable () -> Void) -> Scheduled<Void> {
+        MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: TimeAmount(duration), action)
     }
 
     /// Calls `tick` every `interval`, on an event loop, until the returned task is cancelled.
