@@ -43,7 +43,7 @@ final class CallCoalescer<Item: Sendable, Output: Sendable>: Sendable {
         }
         let outputs: Result<[Output], any Error>
         do {
-            outputs = .success(try await send([item]))
+            outputs = .success(try await sendChecked([item]))
         } catch {
             outputs = .failure(error)
         }
@@ -53,9 +53,7 @@ final class CallCoalescer<Item: Sendable, Output: Sendable>: Sendable {
             return state.sending
         }
         if othersWait { sendInBackground() }
-        let answers = try outputs.get()
-        guard answers.count == 1 else { throw JobQueueError(.invalidState, "a batch came back with \(answers.count) of 1 answers") }
-        return answers[0]
+        return try outputs.get()[0]
     }
 
     /// Calls waiting for the next batch.
@@ -77,12 +75,18 @@ final class CallCoalescer<Item: Sendable, Output: Sendable>: Sendable {
             }
             guard !batch.isEmpty else { return }
             do {
-                let outputs = try await send(batch.map(\.item))
-                guard outputs.count == batch.count else { throw JobQueueError(.invalidState, "a batch came back with \(outputs.count) of \(batch.count) answers") }
+                let outputs = try await sendChecked(batch.map(\.item))
                 for (waiter, output) in zip(batch, outputs) { waiter.continuation.resume(returning: output) }
             } catch {
                 for waiter in batch { waiter.continuation.resume(throwing: error) }
             }
         }
+    }
+
+    /// Sends `items` as one batch; its answers, one per item, or an error.
+    private func sendChecked(_ items: [Item]) async throws -> [Output] {
+        let outputs = try await send(items)
+        guard outputs.count == items.count else { throw JobQueueError(.invalidState, "a batch came back with \(outputs.count) of \(items.count) answers") }
+        return outputs
     }
 }
