@@ -49,3 +49,11 @@ pid_alive() {
 }
 
 not() { ! "$@"; }
+
+# Stops a process: SIGTERM, SIGKILL if it still runs after $2 seconds (10), then reaps it if it
+# is a child of this shell.
+stop_pid() {
+  kill "$1" 2>/dev/null || return 0
+  wait_for "${2:-10}" not pid_alive "$1" || kill -9 "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
