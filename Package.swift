@@ -116,7 +116,7 @@ let package = Package(
         .executableTarget(
             name: "TernCommand",
             dependencies: [
-                "TernAPI", "TernWorker", "TernStore", "TernRedis", "TernQueue", "TernAI",
+                "TernAPI", "TernWorker", "TernStore", "TernRedis", "TernQueue", "TernAI", "TernTimers",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

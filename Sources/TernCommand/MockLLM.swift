@@ -4,6 +4,8 @@ import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import TernAI
+import TernTimers
 
 /// A fast, deterministic OpenAI-compatible upstream for tests and benchmarks. The answer to any
 /// prompt is "Mock answer token 1 token 2 ...": `--tokens` pieces (or `max_tokens`, if smaller),
@@ -62,14 +64,10 @@ struct MockLLM: AsyncParsableCommand {
             let promptTokens = ((object["messages"] as? [[String: Any]]) ?? []).reduce(0) { $0 + (($1["content"] as? String)?.split(separator: " ").count ?? 0) }
             let usage: [String: Int] = ["prompt_tokens": promptTokens, "completion_tokens": count, "total_tokens": promptTokens + count]
             let finish = count < length ? "length" : "stop"
+            let text = MockText(model: model)
             guard object["stream"] as? Bool == true else {
-                let completion: [String: Any] = [
-                    "id": "chatcmpl-mock", "object": "chat.completion", "created": 0, "model": model,
-                    "choices": [["index": 0, "message": ["role": "assistant", "content": pieces.joined()], "finish_reason": finish]],
-                    "usage": usage,
-                ]
                 return Response(status: .ok, headers: [.contentType: "application/json"],
-                                body: .init(byteBuffer: ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: completion))))
+                                body: .init(byteBuffer: ByteBuffer(string: text.completion(pieces.joined(), finish: finish, usage: usage))))
             }
             ended = true  // the stream ends the request when its last byte is written
             let includeUsage = (object["stream_options"] as? [String: Any])?["include_usage"] as? Bool == true
@@ -91,17 +89,17 @@ struct MockLLM: AsyncParsableCommand {
                         }
                         if index == strikeAt {
                             switch fault.mode {
-                            case "hang": try await Task.sleep(for: .seconds(3600))  // until the client gives up
+                            case "hang": try await EventLoopTimer.sleep(for: .seconds(3600))  // until the client gives up
                             case "disconnect": throw MockFault.Disconnect()  // closes the connection mid-body
                             case "malformed": batch.writeString("data: {\"choices\": [unterminated\n\n")
                             default: break
                             }
                         }
-                        if gap > .zero { try await Task.sleep(for: gap) }
-                        batch.writeImmutableBuffer(try Self.event(["choices": [["index": 0, "delta": ["content": piece], "finish_reason": NSNull()]], "model": model]))
+                        if gap > .zero { try await EventLoopTimer.sleep(for: gap) }
+                        batch.writeString(text.event(piece: piece))
                     }
-                    batch.writeImmutableBuffer(try Self.event(["choices": [["index": 0, "delta": [String: String](), "finish_reason": finish]], "model": model]))
-                    if includeUsage { batch.writeImmutableBuffer(try Self.event(["choices": [Any](), "usage": usage, "model": model])) }
+                    batch.writeString(text.event(finish: finish))
+                    if includeUsage { batch.writeString(text.event(usage: usage)) }
                     batch.writeString("data: [DONE]\n\n")
                     try await writer.write(batch)
                     sent = pieces.count
@@ -153,14 +151,46 @@ struct MockLLM: AsyncParsableCommand {
         (0..<count).map { $0 == 0 ? "Mock answer" : " token \($0)" }
     }
 
-    static func event(_ object: [String: Any]) throws -> ByteBuffer {
-        var object = object
-        object["id"] = "chatcmpl-mock"
-        object["object"] = "chat.completion.chunk"
-        var buffer = ByteBuffer(string: "data: ")
-        buffer.writeBytes(try JSONSerialization.data(withJSONObject: object))
-        buffer.writeString("\n\n")
-        return buffer
+}
+
+/// The mock's answers, written directly (`JSONText`): in the benchmarks the mock shares the
+/// machine with what it measures, and building each piece's event with JSONSerialization cost
+/// it more CPU than the whole of Tern's work for that piece.
+struct MockText {
+    let model: String
+
+    init(model: String) {
+        self.model = JSONText.string(model)
+    }
+
+    /// One streamed piece, as a server-sent event.
+    func event(piece: String) -> String {
+        chunk(#"[{"index":0,"delta":{"content":"# + JSONText.string(piece) + #"},"finish_reason":null}]"#)
+    }
+
+    /// The event that ends the answer.
+    func event(finish: String) -> String {
+        chunk(#"[{"index":0,"delta":{},"finish_reason":"# + JSONText.string(finish) + "}]")
+    }
+
+    /// The usage event (`stream_options.include_usage`).
+    func event(usage: [String: Int]) -> String {
+        chunk("[]", extra: #","usage":"# + Self.object(usage))
+    }
+
+    /// The whole answer as one (non-streaming) chat completion.
+    func completion(_ content: String, finish: String, usage: [String: Int]) -> String {
+        #"{"id":"chatcmpl-mock","object":"chat.completion","created":0,"model":"# + model
+            + #","choices":[{"index":0,"message":{"role":"assistant","content":"# + JSONText.string(content)
+            + #"},"finish_reason":"# + JSONText.string(finish) + #"}],"usage":"# + Self.object(usage) + "}"
+    }
+
+    private func chunk(_ choices: String, extra: String = "") -> String {
+        #"data: {"id":"chatcmpl-mock","object":"chat.completion.chunk","model":"# + model + #","choices":"# + choices + extra + "}\n\n"
+    }
+
+    private static func object(_ numbers: [String: Int]) -> String {
+        "{" + numbers.sorted { $0.key < $1.key }.map { JSONText.string($0.key) + ":" + String($0.value) }.joined(separator: ",") + "}"
     }
 }
 
