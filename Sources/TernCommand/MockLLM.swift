@@ -150,7 +150,6 @@ struct MockLLM: AsyncParsableCommand {
     static func answer(count: Int) -> [String] {
         (0..<count).map { $0 == 0 ? "Mock answer" : " token \($0)" }
     }
-
 }
 
 /// The mock's answers, written directly (`JSONText`): in the benchmarks the mock shares the
