@@ -75,7 +75,8 @@ struct MockLLM: AsyncParsableCommand {
             // `times` limits these faults too: the first N requests naming the model get them.
             let strikeAt = fault.mode != nil && faults.shouldFail(model, times: fault.times) ? fault.after : -1
             return Response(status: .ok, headers: [.contentType: "text/event-stream"], body: .init { writer in
-                defer { stats.end() }
+                var inFlight = true
+                defer { if inFlight { stats.end() } }
                 // Events go out together until the next pause (a gap between pieces, a fault):
                 // without a gap the whole answer is one write, as a real server's buffer would send it.
                 var batch = ByteBuffer()
@@ -101,6 +102,10 @@ struct MockLLM: AsyncParsableCommand {
                     batch.writeString(text.event(finish: finish))
                     if includeUsage { batch.writeString(text.event(usage: usage)) }
                     batch.writeString("data: [DONE]\n\n")
+                    // The answer is done once its last event goes out: its client may send its
+                    // next request on seeing it, before this handler has returned.
+                    inFlight = false
+                    stats.end()
                     try await writer.write(batch)
                     sent = pieces.count
                     try await writer.finish(nil)
