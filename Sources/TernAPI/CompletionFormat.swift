@@ -2,15 +2,16 @@ import Foundation
 import NIOCore
 import TernAI
 
-/// Builds OpenAI-format completion objects and chunks for one job.
-struct CompletionFormat: Sendable {
+/// Builds OpenAI-format completion objects and chunks for one job (the API's answers, and
+/// `tern mock-llm`'s).
+package struct CompletionFormat: Sendable {
     let id: String
     let model: String
     let created: Int
     /// What every piece's event starts with, up to its text (`tokenEvent`).
     private let tokenEventHead: String
 
-    init(id: String, model: String, created: Int) {
+    package init(id: String, model: String, created: Int) {
         self.id = id
         self.model = model
         self.created = created
@@ -18,7 +19,7 @@ struct CompletionFormat: Sendable {
             + #","model":"# + JSONText.string(model) + #","choices":[{"index":0,"delta":{"content":"#
     }
 
-    struct Chunk: Encodable {
+    package struct Chunk: Encodable {
         struct Choice: Encodable {
             let index = 0
             let delta: [String: String]
@@ -41,13 +42,13 @@ struct CompletionFormat: Sendable {
         var citations: [Citation]?
     }
 
-    struct Usage: Encodable {
+    package struct Usage: Encodable {
         let prompt_tokens: Int
         let completion_tokens: Int
         let total_tokens: Int
     }
 
-    struct Completion: Encodable {
+    package struct Completion: Encodable {
         struct Choice: Encodable {
             let index = 0
             let message: [String: String]
@@ -63,15 +64,15 @@ struct CompletionFormat: Sendable {
         var citations: [Citation]?
     }
 
-    func chunk(delta: [String: String], finishReason: String? = nil, citations: [Citation]? = nil) -> Chunk {
+    package func chunk(delta: [String: String], finishReason: String? = nil, citations: [Citation]? = nil) -> Chunk {
         Chunk(id: id, created: created, model: model, choices: [.init(delta: delta, finish_reason: finishReason)], usage: nil, citations: citations)
     }
 
-    func usageChunk(prompt: Int, completion: Int) -> Chunk {
+    package func usageChunk(prompt: Int, completion: Int) -> Chunk {
         Chunk(id: id, created: created, model: model, choices: [], usage: usage(prompt: prompt, completion: completion))
     }
 
-    func completion(answer: String, finishReason: String, prompt: Int, completion: Int, citations: [Citation]?) -> Completion {
+    package func completion(answer: String, finishReason: String, prompt: Int, completion: Int, citations: [Citation]?) -> Completion {
         Completion(id: id, created: created, model: model,
                    choices: [.init(message: ["role": "assistant", "content": answer], finish_reason: finishReason)],
                    usage: usage(prompt: prompt, completion: completion), citations: citations)
@@ -84,7 +85,7 @@ struct CompletionFormat: Sendable {
     /// The event of one piece of the answer: the chunk `chunk(delta: ["content": text])` is,
     /// written directly. Every piece of every stream takes this path; JSONEncoder made it cost
     /// the API a seventh more CPU.
-    func tokenEvent(_ text: String) -> ByteBuffer {
+    package func tokenEvent(_ text: String) -> ByteBuffer {
         var buffer = ByteBuffer()
         buffer.reserveCapacity(tokenEventHead.utf8.count + text.utf8.count + 40)
         buffer.writeString(tokenEventHead)
@@ -94,7 +95,7 @@ struct CompletionFormat: Sendable {
     }
 
     /// One Server-Sent Event carrying `value` as JSON.
-    func sse(_ value: some Encodable) throws -> ByteBuffer {
+    package func sse(_ value: some Encodable) throws -> ByteBuffer {
         var buffer = ByteBuffer(string: "data: ")
         buffer.writeBytes(try JSONEncoder().encode(value))
         buffer.writeString("\n\n")

@@ -4,7 +4,7 @@ import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
-import TernAI
+import TernAPI
 import TernTimers
 
 /// A fast, deterministic OpenAI-compatible upstream for tests and benchmarks. The answer to any
@@ -62,12 +62,12 @@ struct MockLLM: AsyncParsableCommand {
             }
             let pieces = Self.answer(count: count)
             let promptTokens = ((object["messages"] as? [[String: Any]]) ?? []).reduce(0) { $0 + (($1["content"] as? String)?.split(separator: " ").count ?? 0) }
-            let usage: [String: Int] = ["prompt_tokens": promptTokens, "completion_tokens": count, "total_tokens": promptTokens + count]
             let finish = count < length ? "length" : "stop"
-            let text = MockText(model: model)
+            let format = CompletionFormat(id: "chatcmpl-mock", model: model, created: 0)
             guard object["stream"] as? Bool == true else {
+                let completion = format.completion(answer: pieces.joined(), finishReason: finish, prompt: promptTokens, completion: count, citations: nil)
                 return Response(status: .ok, headers: [.contentType: "application/json"],
-                                body: .init(byteBuffer: ByteBuffer(string: text.completion(pieces.joined(), finish: finish, usage: usage))))
+                                body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(completion))))
             }
             ended = true  // the stream ends the request when its last byte is written
             let includeUsage = (object["stream_options"] as? [String: Any])?["include_usage"] as? Bool == true
@@ -97,10 +97,10 @@ struct MockLLM: AsyncParsableCommand {
                             }
                         }
                         if gap > .zero { try await EventLoopTimer.sleep(for: gap) }
-                        batch.writeString(text.event(piece: piece))
+                        batch.writeImmutableBuffer(format.tokenEvent(piece))
                     }
-                    batch.writeString(text.event(finish: finish))
-                    if includeUsage { batch.writeString(text.event(usage: usage)) }
+                    batch.writeImmutableBuffer(try format.sse(format.chunk(delta: [:], finishReason: finish)))
+                    if includeUsage { batch.writeImmutableBuffer(try format.sse(format.usageChunk(prompt: promptTokens, completion: count))) }
                     batch.writeString("data: [DONE]\n\n")
                     // The answer is done once its last event goes out: its client may send its
                     // next request on seeing it, before this handler has returned.
@@ -154,47 +154,6 @@ struct MockLLM: AsyncParsableCommand {
 
     static func answer(count: Int) -> [String] {
         (0..<count).map { $0 == 0 ? "Mock answer" : " token \($0)" }
-    }
-}
-
-/// The mock's answers, written directly (`JSONText`): in the benchmarks the mock shares the
-/// machine with what it measures, and building each piece's event with JSONSerialization cost
-/// it more CPU than the whole of Tern's work for that piece.
-struct MockText {
-    let model: String
-
-    init(model: String) {
-        self.model = JSONText.string(model)
-    }
-
-    /// One streamed piece, as a server-sent event.
-    func event(piece: String) -> String {
-        chunk(#"[{"index":0,"delta":{"content":"# + JSONText.string(piece) + #"},"finish_reason":null}]"#)
-    }
-
-    /// The event that ends the answer.
-    func event(finish: String) -> String {
-        chunk(#"[{"index":0,"delta":{},"finish_reason":"# + JSONText.string(finish) + "}]")
-    }
-
-    /// The usage event (`stream_options.include_usage`).
-    func event(usage: [String: Int]) -> String {
-        chunk("[]", extra: #","usage":"# + Self.object(usage))
-    }
-
-    /// The whole answer as one (non-streaming) chat completion.
-    func completion(_ content: String, finish: String, usage: [String: Int]) -> String {
-        #"{"id":"chatcmpl-mock","object":"chat.completion","created":0,"model":"# + model
-            + #","choices":[{"index":0,"message":{"role":"assistant","content":"# + JSONText.string(content)
-            + #"},"finish_reason":"# + JSONText.string(finish) + #"}],"usage":"# + Self.object(usage) + "}"
-    }
-
-    private func chunk(_ choices: String, extra: String = "") -> String {
-        #"data: {"id":"chatcmpl-mock","object":"chat.completion.chunk","model":"# + model + #","choices":"# + choices + extra + "}\n\n"
-    }
-
-    private static func object(_ numbers: [String: Int]) -> String {
-        "{" + numbers.sorted { $0.key < $1.key }.map { JSONText.string($0.key) + ":" + String($0.value) }.joined(separator: ",") + "}"
     }
 }
 
