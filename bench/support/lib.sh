@@ -65,7 +65,7 @@ stop_all_groups() {
   local g
   for g in "${groups[@]+"${groups[@]}"}"; do stop_group "$g"; done
 }
-# The event loops a tern api or worker runs (as runTasksOnEventLoops decides), for the setup notes.
-tern_threads() { if [ -n "${TERN_THREADS:-}" ]; then echo "$TERN_THREADS"; elif [ "$(nproc)" -le 2 ]; then echo "1 (the default on 2 cores)"; else echo "$(nproc) (one per core, the default)"; fi; }
+# TERN_THREADS as the setup notes print it (runTasksOnEventLoops decides the default).
+tern_threads() { echo "${TERN_THREADS:-default: one per core, one on two cores or fewer}"; }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print 0; else print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { if (b == 0) print "null"; else printf "%.*f", d, a / b }'; }
