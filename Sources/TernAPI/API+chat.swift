@@ -13,9 +13,9 @@ extension API {
     /// events, as Server-Sent Events (`stream: true`) or as one JSON answer.
     func chatCompletions(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let caller = try await identifyCounting(request, generatingOn: queue)
-        let (chat, jobID) = try await whileCounted(caller) {
+        let (chat, (jobID, conversationID)) = try await whileCounted(caller) {
             let chat = try await decodeBody(ChatCompletionRequest.self, of: request, what: "chat completion request")
-            return (chat, try await enqueueChat(chat, for: caller).0)
+            return (chat, try await enqueueChat(chat, for: caller))
         }
         logger.info("chat job enqueued", metadata: [
             "job": "\(jobID)", "user": "\(caller.user)", "end_user": "\(chat.user ?? "")", "stream": "\(chat.stream ?? false)",
@@ -24,6 +24,7 @@ extension API {
         let completion = CompletionFormat(id: "chatcmpl-\(jobID)", model: chat.model, created: Int(Date().timeIntervalSince1970))
         var headers: HTTPFields = [:]
         headers[.init("X-Tern-Job-Id")!] = jobID.rawValue
+        headers[.init("X-Tern-Conversation-Id")!] = conversationID.uuidString.lowercased()
         if chat.stream == true {
             return streamResponse(job: jobID, format: completion, includeUsage: chat.stream_options?.include_usage == true, headers: headers)
         }
@@ -74,14 +75,21 @@ extension API {
         guard configuration.models.contains(chat.model) else {
             throw APIError(.notFound, code: "model_not_found", message: "The model '\(chat.model.prefix(100))' does not exist.", param: "model")
         }
-        let (messages, options) = try chat.validated(limits: configuration.limits)
+        let (newMessages, options) = try chat.validated(limits: configuration.limits)
         if chat.documents != nil, configuration.embeddingModels.isEmpty { throw APIError.noEmbeddingModel }
         let user = caller.user
+        var messages = newMessages
+        if let conversation = chat.conversation {
+            async let summary = store.conversation(conversation, of: user)
+            async let stored = store.messages(conversation: conversation, user: user)
+            guard try await summary != nil else { throw APIError.conversationNotFound }
+            messages = Self.history(try await stored, fitting: configuration.limits, before: newMessages) + newMessages
+        }
         // The estimate: about four characters a token, plus the longest answer allowed.
         let estimate = messages.estimatedTokens + (options.maxTokens ?? configuration.reservedCompletionTokens)
         // The job is made while the request's count (`identifyCounting`) is on its way.
         let jobID = JobID()
-        let conversationID = UUID()
+        let conversationID = chat.conversation ?? UUID()
         let buckets = tokenBuckets(of: caller)
         let job = ChatJob(
             userID: user.uuid, conversationID: conversationID, model: chat.model, messages: messages, options: options,
@@ -90,12 +98,9 @@ extension API {
             id: jobID, type: ChatJob.type, tenant: user.tenant, payload: job.payload, lane: .interactive, provider: chat.model,
             tokens: options.maxTokens ?? 0)
         return try await admitting(estimate, in: buckets, for: caller, on: queue) {
-            let title = String((messages.last { $0.role == "user" }?.content ?? "Chat").prefix(80))
             // The rows are stored while the job is enqueued, off the way to the first token: a
             // worker that starts the job first waits for its row (ChatJobHandler.whenStored).
-            async let stored = store.createChat(
-                user: user, apiKey: caller.key, jobID: jobID.uuid, conversationID: conversationID, model: chat.model, title: title,
-                messages: messages.map { StoredMessage(role: $0.role, content: $0.content) })
+            async let stored: Void = storeChat(chat, newMessages, jobID: jobID, conversationID: conversationID, for: caller)
             do {
                 _ = try await queue.enqueue(newJob)
             } catch {
@@ -114,6 +119,37 @@ extension API {
             }
             return (jobID, conversationID)
         }
+    }
+
+    /// Stores a chat's job with its messages: in a new conversation, or added to the caller's
+    /// `chat.conversation` (a 404 if the caller has none such, by now).
+    private func storeChat(_ chat: ChatCompletionRequest, _ messages: [ChatMessage], jobID: JobID, conversationID: UUID, for caller: Caller) async throws {
+        let stored = messages.map { StoredMessage(role: $0.role, content: $0.content) }
+        if chat.conversation != nil {
+            let added = try await store.continueChat(
+                user: caller.user, apiKey: caller.key, jobID: jobID.uuid, conversationID: conversationID, model: chat.model, messages: stored)
+            guard added else { throw APIError.conversationNotFound }
+        } else {
+            let title = String((messages.last { $0.role == "user" }?.content ?? "Chat").prefix(80))
+            _ = try await store.createChat(
+                user: caller.user, apiKey: caller.key, jobID: jobID.uuid, conversationID: conversationID, model: chat.model, title: title,
+                messages: stored)
+        }
+    }
+
+    /// The newest of a conversation's stored messages that fit `limits` together with the new
+    /// ones, oldest first; an answer stopped before its first piece is left out.
+    static func history(_ stored: [StoredMessage], fitting limits: ChatLimits, before new: [ChatMessage]) -> [ChatMessage] {
+        var count = new.count
+        var characters = new.reduce(0) { $0 + $1.content.count }
+        var kept: [ChatMessage] = []
+        for message in stored.reversed() where !message.content.isEmpty {
+            count += 1
+            characters += message.content.count
+            guard count <= limits.maximumMessages, characters <= limits.maximumPromptCharacters else { break }
+            kept.append(ChatMessage(role: message.role, content: message.content))
+        }
+        return kept.reversed()
     }
 
     /// Enqueues a job whose row is already stored; a full queue fails the row and answers 503.

@@ -9,6 +9,8 @@ struct ConversationObject: Encodable {
         let content: String
         /// An answer's sources, if it was given from documents.
         var citations: [Citation]?
+        /// `true` for an answer stopped before it was complete.
+        var stopped: Bool?
     }
 
     let id: String
@@ -17,13 +19,19 @@ struct ConversationObject: Encodable {
     let created_at: Int
     let updated_at: Int
     var messages: [Message]?
+    /// The conversation's answer still being written, if any: its job, whose events
+    /// (`GET /v1/jobs/{id}/events`) give the answer so far and the rest as it comes.
+    var pending_job: String?
 
-    init(_ summary: ConversationSummary, messages: [StoredMessage]? = nil) {
+    init(_ summary: ConversationSummary, messages: [StoredMessage]? = nil, pendingJob: UUID? = nil) {
         id = summary.id.uuidString.lowercased()
         title = summary.title
         created_at = Int(summary.createdAt.timeIntervalSince1970)
         updated_at = Int(summary.updatedAt.timeIntervalSince1970)
-        self.messages = messages?.map { Message(role: $0.role, content: $0.content, citations: $0.citations.flatMap(Citation.decode)) }
+        self.messages = messages?.map {
+            Message(role: $0.role, content: $0.content, citations: $0.citations.flatMap(Citation.decode), stopped: $0.stopped ? true : nil)
+        }
+        pending_job = pendingJob?.uuidString.lowercased()
     }
 }
 
@@ -61,8 +69,10 @@ extension API {
         router.get("/v1/conversations/:id") { request, context in
             let user = try await authenticate(request).user
             let id = try conversationID(context)
+            async let thread = store.thread(conversation: id, user: user)
             guard let summary = try await store.conversation(id, of: user) else { throw APIError.conversationNotFound }
-            return try json(ConversationObject(summary, messages: try await store.messages(conversation: id, user: user)))
+            let (messages, pendingJob) = try await thread
+            return try json(ConversationObject(summary, messages: messages, pendingJob: pendingJob))
         }
         router.patch("/v1/conversations/:id") { request, context in
             let user = try await authenticate(request).user

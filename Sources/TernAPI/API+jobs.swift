@@ -86,16 +86,18 @@ extension API {
 
     private func createJob(_ request: Request) async throws -> Response {
         let caller = try await identifyCounting(request, generatingOn: queue)
-        let id = try await whileCounted(caller) {
+        let (id, conversation) = try await whileCounted(caller) {
             let body = try await decodeBody(CreateJobRequest.self, of: request, what: "job")
             guard body.type == "chat.completion" else {
                 throw APIError.invalid("Unknown job type '\(body.type.prefix(100))'; the one type is 'chat.completion'.", param: "type")
             }
-            return try await enqueueChat(body.input, for: caller).0
+            return try await enqueueChat(body.input, for: caller)
         }
         logger.info("job enqueued", metadata: ["job": "\(id)", "user": "\(caller.user)"])
         guard let status = try await queue.status(id) else { throw APIError.jobNotFound }
-        return try json(JobObject(status), status: .accepted, headers: [.location: "/v1/jobs/\(id)"])
+        var headers: HTTPFields = [.location: "/v1/jobs/\(id)"]
+        headers[.init("X-Tern-Conversation-Id")!] = conversation.uuidString.lowercased()
+        return try json(JobObject(status), status: .accepted, headers: headers)
     }
 
     /// The job named in the path, if it is the caller's; another user's job is a 404 like a

@@ -104,7 +104,8 @@ public struct API: Sendable {
         router.get("/metrics") { request, _ in try await metrics(request) }
         router.get("/v1/models") { request, _ in
             _ = try await authenticate(request)
-            return try json(ModelList(data: (configuration.models + configuration.embeddingModels).map { .init(id: $0) }))
+            return try json(ModelList(
+                data: configuration.models.map { .init(id: $0, kind: "chat") } + configuration.embeddingModels.map { .init(id: $0, kind: "embedding") }))
         }
         router.post("/v1/chat/completions") { request, context in
             try await chatCompletions(request, context: context)
@@ -265,6 +266,8 @@ struct ModelList: Encodable {
         var object = "model"
         var created = 0
         var owned_by = "tern"
+        /// What the model does (a Tern extension): "chat" or "embedding".
+        let kind: String
     }
     var object = "list"
     let data: [Model]

@@ -27,6 +27,9 @@ struct ChatCompletionRequest: JSONBody {
     let user: String?
     /// Answer from the caller's documents (a Tern extension): `"all"`, or a list of ids.
     let documents: DocumentScope?
+    /// Continue this conversation of the caller's (a Tern extension): its stored messages come
+    /// before `messages`, which are added to it with the answer. Without it, a new one starts.
+    let conversation: UUID?
 
     init(json: JSONObject) throws {
         model = try json.string("model")
@@ -43,6 +46,10 @@ struct ChatCompletionRequest: JSONBody {
         stream_options = try json.optionalObject("stream_options").map { StreamOptions(include_usage: try $0.optionalBool("include_usage")) }
         user = try json.optionalString("user")
         documents = try json["documents"].map(DocumentScope.init)
+        conversation = try json.optionalString("conversation").map { text in
+            guard let id = UUID(uuidString: text) else { throw APIError.invalid("'conversation' must be a conversation id.", param: "conversation") }
+            return id
+        }
     }
 
     /// `"all"` (then `ids` is empty) or a list of at most 1000 document ids.

@@ -7,10 +7,13 @@ public struct StoredMessage: Sendable, Equatable {
     public let content: String
     /// An answer's sources, as JSON (see `Citation` in TernAI).
     public let citations: String?
-    public init(role: String, content: String, citations: String? = nil) {
+    /// An answer whose job was cancelled (Stop) before it was complete.
+    public let stopped: Bool
+    public init(role: String, content: String, citations: String? = nil, stopped: Bool = false) {
         self.role = role
         self.content = content
         self.citations = citations
+        self.stopped = stopped
     }
 }
 
@@ -48,6 +51,29 @@ extension Store {
             conversation: conversationID, user: user.uuid, title: title, roles: messages.map(\.role), contents: messages.map(\.content),
             job: jobID, apiKey: apiKey, model: model))
         return conversationID
+    }
+
+    /// Adds messages and a queued chat job to the user's conversation `conversationID`, in one
+    /// statement; `false`, with nothing written, if the user has no such conversation.
+    public func continueChat(
+        user: UserID, apiKey: UUID? = nil, jobID: UUID, conversationID: UUID, model: String, messages: [StoredMessage]
+    ) async throws -> Bool {
+        let rows = try await database.query("""
+            WITH conversation AS (
+                UPDATE conversations SET updated_at = now() WHERE id = \(conversationID) AND user_id = \(user.uuid) RETURNING id
+            ), message AS (
+                INSERT INTO messages (conversation_id, role, content)
+                SELECT conversation.id, m.role, m.content
+                FROM conversation, unnest(\(messages.map(\.role))::text[], \(messages.map(\.content))::text[]) WITH ORDINALITY AS m (role, content, n)
+                ORDER BY m.n
+            )
+            INSERT INTO jobs (id, user_id, api_key_id, conversation_id, kind, model)
+            SELECT \(jobID), \(user.uuid), \(apiKey), conversation.id, 'chat', \(model) FROM conversation
+            RETURNING id
+            """, logger: logger)
+        var stored = false
+        for try await _ in rows { stored = true }
+        return stored
     }
 
     /// Records a queued job without a conversation (an embedding request, ...).
@@ -127,15 +153,28 @@ extension Store {
 
     /// The messages of a conversation, oldest first, only if it belongs to `user`.
     public func messages(conversation: UUID, user: UserID) async throws -> [StoredMessage] {
+        try await thread(conversation: conversation, user: user).messages
+    }
+
+    /// The messages of a conversation, oldest first, and its chat job that has not ended yet
+    /// (the newest if several), only if it belongs to `user`. One statement, so one snapshot:
+    /// a job that ends meanwhile is either still pending with its answer not yet among the
+    /// messages, or done with it there.
+    public func thread(conversation: UUID, user: UserID) async throws -> (messages: [StoredMessage], pendingJob: UUID?) {
         let rows = try await database.query("""
-            SELECT m.role, m.content, m.citations::text FROM messages m JOIN conversations c ON c.id = m.conversation_id
+            SELECT m.role, m.content, m.citations::text, m.role = 'assistant' AND j.status = 'cancelled',
+                (SELECT p.id FROM jobs p WHERE p.conversation_id = c.id AND p.user_id = c.user_id AND p.status IN ('queued', 'active')
+                 ORDER BY p.created_at DESC LIMIT 1)
+            FROM conversations c JOIN messages m ON m.conversation_id = c.id LEFT JOIN jobs j ON j.id = m.job_id
             WHERE c.id = \(conversation) AND c.user_id = \(user.uuid) ORDER BY m.id
             """, logger: logger)
-        var result: [StoredMessage] = []
-        for try await (role, content, citations) in rows.decode((String, String, String?).self) {
-            result.append(StoredMessage(role: role, content: content, citations: citations))
+        var messages: [StoredMessage] = []
+        var pending: UUID?
+        for try await (role, content, citations, stopped, job) in rows.decode((String, String, String?, Bool?, UUID?).self) {
+            messages.append(StoredMessage(role: role, content: content, citations: citations, stopped: stopped ?? false))
+            pending = job
         }
-        return result
+        return (messages, pending)
     }
 
     /// The status of a job owned by `user`, or `nil` when there is none.
