@@ -6,9 +6,8 @@ import NIOCore
 enum WebAssets {
     static let files: [(route: String, file: String, type: String)] = [
         ("/", "index.html", "text/html; charset=utf-8"),
-        ("/app.js", "app.js", "text/javascript; charset=utf-8"),
         ("/app.css", "app.css", "text/css; charset=utf-8"),
-    ]
+    ] + ["app", "api", "dom", "markdown", "chat", "documents", "keys", "usage"].map { ("/\($0).js", "\($0).js", "text/javascript; charset=utf-8") }
 
     /// No inline scripts or styles; the page talks only to its own origin.
     static let contentSecurityPolicy =

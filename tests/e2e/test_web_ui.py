@@ -1,5 +1,14 @@
-"""Headless Chromium against the web page: optimistic user message, answer streaming in."""
+"""Headless Chromium against the web app, as a person uses it: sign up, chat (the message shows
+at once, the answer grows), reload mid-answer (the whole answer ends up on screen, nothing
+missing or repeated), Stop (the partial answer stays, marked), markup shown as text, documents
+(the progress bar reaches 100%, then a cited answer), screenshots of every page at desktop and
+phone widths in light and dark (in $TERN_STATE/screenshots), and the weight of the first load.
+
+The chat tests run against a mock upstream that writes 80 pieces 50 ms apart, so an answer
+takes about four seconds: long enough to reload and stop in the middle of it. The documents
+test and one chat run the real local models (`tern up`)."""
 import time
+import uuid
 
 import pytest
 from selenium import webdriver
@@ -9,7 +18,21 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import STATE
+from conftest import STATE, side_stack
+
+MOCK_PORT = 17099
+API_PORT = 18093
+SCREENSHOTS = STATE / "screenshots"
+MOCK_ANSWER = "Mock answer" + "".join(f" token {n}" for n in range(1, 80))
+
+
+@pytest.fixture(scope="module")
+def web(stack):
+    """An API and worker in front of the slow mock upstream."""
+    settings = {"TERN_LLM_BASE_URL": f"http://127.0.0.1:{MOCK_PORT}/v1", "TERN_LLM_MODEL": "mock",
+                "TERN_EMBEDDING_BASE_URL": "off", "TERN_BCRYPT_COST": "4"}
+    with side_stack("web", settings, MOCK_PORT, API_PORT, mock_arguments=("--tokens", "80", "--delay-ms", "50")) as base:
+        yield base
 
 
 @pytest.fixture
@@ -23,6 +46,20 @@ def browser():
     driver.quit()
 
 
+def wait(browser, timeout=60):
+    return WebDriverWait(browser, timeout, poll_frequency=0.02)
+
+
+def sign_up(browser, base):
+    browser.get(f"{base}/#/signup")
+    wait(browser).until(lambda d: d.find_elements(By.ID, "email"))
+    browser.find_element(By.ID, "email").send_keys(f"web-{uuid.uuid4().hex[:10]}@tern.local")
+    password = browser.find_element(By.ID, "password")
+    password.send_keys("correct horse battery")
+    password.send_keys(Keys.ENTER)
+    wait(browser).until(lambda d: d.find_elements(By.ID, "prompt"))
+
+
 def send(browser, text):
     box = browser.find_element(By.ID, "prompt")
     box.send_keys(text)
@@ -30,52 +67,170 @@ def send(browser, text):
     return time.monotonic()
 
 
-# Records every length the answer bubble's text passes through, inside the page, so the check
-# does not depend on how often the test polls.
+def answers(browser):
+    return browser.find_elements(By.CSS_SELECTOR, ".message.assistant")
+
+
+def state_of(browser, n):
+    found = answers(browser)
+    return found[n].get_attribute("data-state") if len(found) > n else None
+
+
+def words(text):
+    return " ".join(text.split())
+
+
+# Records every length the newest answer passes through, inside the page, so the check does not
+# depend on how often the test polls.
 RECORD_LENGTHS = """
 window.answerLengths = [];
 new MutationObserver(() => {
-  const bubble = document.querySelector('.message.assistant');
-  if (bubble) window.answerLengths.push(bubble.textContent.length);
+  const all = document.querySelectorAll('.message.assistant .body');
+  if (all.length) window.answerLengths.push(all[all.length - 1].textContent.length);
 }).observe(document.getElementById('messages'), {subtree: true, childList: true, characterData: true});
 """
 
 
-def test_message_shows_at_once_and_answer_streams_in(stack, browser):
-    browser.get(f"{stack.base_url}/#key={stack.key}")
+def test_chat_streams_survives_a_reload_and_stops(web, browser):
+    sign_up(browser, web)
     browser.execute_script(RECORD_LENGTHS)
-    prompt = "Write two sentences about the sea."
-    sent_at = send(browser, prompt)
+    sent_at = send(browser, "Tell me a long story.")
 
-    # Optimistic UI: the user's message is on screen before any answer exists.
-    user = WebDriverWait(browser, 10, poll_frequency=0.02).until(
-        lambda d: d.find_elements(By.CSS_SELECTOR, ".message.user"))[0]
-    assert user.text == prompt
-    assistant = browser.find_element(By.CSS_SELECTOR, ".message.assistant")
+    # Optimistic UI: the message and a typing bubble are there before any answer exists.
+    user = wait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".message.user"))[0]
     shown_after = time.monotonic() - sent_at
+    assert user.text == "Tell me a long story."
+    assert state_of(browser, 0) in ("waiting", "streaming")
 
-    # The answer grows over time, piece by piece, until it is done.
-    WebDriverWait(browser, 300).until(lambda d: assistant.get_attribute("data-state") is not None)
-    assert assistant.get_attribute("data-state") == "done", assistant.text
-    final = assistant.text
+    # The answer grows piece by piece; mid-answer, the page is reloaded.
+    wait(browser).until(lambda d: len(d.execute_script("return window.answerLengths")) >= 5)
     lengths = browser.execute_script("return window.answerLengths")
-    growth = sorted(set(n for n in lengths if 0 < n < len(final)))
-    assert len(growth) >= 3, f"expected the answer to appear in steps, saw lengths {lengths[-20:]}"
-    assert lengths == sorted(lengths), "the answer only ever grows"
-    assert final.strip()
-    print(f"user message shown {shown_after * 1000:.0f} ms after Enter; answer seen at {len(growth)} partial lengths")
-    (STATE / "screenshots").mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(STATE / "screenshots" / "chat.png"))
+    assert lengths == sorted(lengths), f"the answer only ever grows: {lengths}"
+    before_reload = answers(browser)[0].text
+    assert 0 < len(before_reload) < len(MOCK_ANSWER), "reloaded in the middle of the answer"
+    assert "#/chat/" in browser.current_url, "the new conversation is in the address"
+    browser.refresh()
+
+    # After the reload: the text so far at once, then the rest live, to the end.
+    wait(browser).until(lambda d: state_of(d, 0) in ("streaming", "done"))
+    wait(browser).until(lambda d: state_of(d, 0) == "done")
+    assert words(answers(browser)[0].text) == MOCK_ANSWER, "the whole answer, nothing missing or repeated"
+
+    # Stop on a second answer: the partial answer stays, marked stopped.
+    browser.execute_script(RECORD_LENGTHS)
+    send(browser, "And another one.")
+    wait(browser).until(lambda d: len(d.execute_script("return window.answerLengths")) >= 5)
+    browser.find_element(By.ID, "stop").click()
+    wait(browser).until(lambda d: state_of(d, 1) == "stopped")
+    stopped = answers(browser)[1]
+    partial = words(stopped.find_element(By.CSS_SELECTOR, ".body").text)
+    assert partial and MOCK_ANSWER.startswith(partial) and partial != MOCK_ANSWER, partial
+    assert stopped.find_element(By.CSS_SELECTOR, ".note.stopped").text == "Stopped"
+
+    # Reloaded, the conversation shows both answers as stored: the first whole, the second
+    # as far as it went, still marked.
+    browser.refresh()
+    wait(browser).until(lambda d: len(answers(d)) == 2)
+    assert words(answers(browser)[0].text) == MOCK_ANSWER
+    assert state_of(browser, 1) == "stopped"
+    assert MOCK_ANSWER.startswith(words(answers(browser)[1].find_element(By.CSS_SELECTOR, ".body").text))
+    print(f"user message shown {shown_after * 1000:.0f} ms after Enter; {len(before_reload)} characters before the reload; "
+          f"stopped after {len(partial)} of {len(MOCK_ANSWER)}")
 
 
-def test_markup_in_a_message_is_shown_as_text(stack, browser):
-    browser.get(f"{stack.base_url}/#key={stack.key}")
+def test_markup_in_a_message_is_shown_as_text(web, browser):
+    sign_up(browser, web)
     hostile = '<img src=x onerror="window.pwned=1"><b>bold</b><script>window.pwned=1</script>'
     send(browser, hostile)
-    user = WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".message.user"))[0]
+    user = wait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".message.user"))[0]
     assert user.text == hostile
     assert user.find_elements(By.CSS_SELECTOR, "img, b, script") == []
+    wait(browser).until(lambda d: state_of(d, 0) == "done")
+    # The conversation list shows the title (the message) as text too.
+    title = wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#conversation-list a"))[0]
+    assert title.text.startswith("<img")
     assert browser.execute_script("return window.pwned === undefined")
-    # Let the answer finish, so no job is left running when the suite stops the stack.
-    WebDriverWait(browser, 300).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, ".message.assistant").get_attribute("data-state") is not None)
+
+
+def test_the_first_page_load_is_under_100_kb(web, browser):
+    sign_up(browser, web)
+    browser.get(f"{web}/")
+    wait(browser).until(lambda d: d.find_elements(By.ID, "prompt"))
+    wait(browser).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    entries = browser.execute_script("""
+        return [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')]
+            .map(e => [e.name, e.decodedBodySize, e.initiatorType]);""")
+    total = sum(size for _, size, _ in entries)
+    print(f"first load: {total} bytes uncompressed in {len(entries)} responses: "
+          + ", ".join(f"{name.split('/', 3)[-1] or '/'} {size}" for name, size, _ in entries))
+    assert any(name.endswith("/app.js") for name, _, _ in entries) and any(name.endswith("/chat.js") for name, _, _ in entries)
+    assert total < 100_000
+
+
+PAGES = ("chat", "documents", "keys", "usage")
+SIZES = {"desktop": (1280, 900), "phone": (390, 844)}
+
+
+def test_screenshots_of_every_page(web, browser):
+    sign_up(browser, web)
+    send(browser, "Show me some **Markdown** and `code`, please.")
+    wait(browser).until(lambda d: state_of(d, 0) == "done")
+    conversation = browser.current_url.split("#")[1]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for scheme in ("light", "dark"):
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": scheme}]})
+        for size, (width, height) in SIZES.items():
+            browser.set_window_size(width, height)
+            for page in PAGES:
+                browser.get(f"{web}/#{conversation}" if page == "chat" else f"{web}/#/{page}")
+                browser.refresh()
+                ready = {"chat": ".message.assistant[data-state=done]", "documents": "#upload", "keys": "#new-key",
+                         "usage": "svg.chart"}[page]
+                wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, ready))
+                dark = browser.execute_script("return matchMedia('(prefers-color-scheme: dark)').matches")
+                assert dark == (scheme == "dark")
+                path = SCREENSHOTS / f"{page}-{size}-{scheme}.png"
+                browser.save_screenshot(str(path))
+                assert path.stat().st_size > 5000
+    print(f"{len(PAGES) * len(SIZES) * 2} screenshots in {SCREENSHOTS}")
+
+
+RECORD_PROGRESS = """
+window.progressValues = [];
+new MutationObserver(() => {
+  const bar = document.querySelector('#documents li progress');
+  if (bar) window.progressValues.push(bar.value);
+}).observe(document.getElementById('documents'), {subtree: true, childList: true, attributes: true});
+"""
+
+
+def test_a_document_uploaded_in_the_browser_is_read_then_cited(stack, browser, tmp_path):
+    """The real local models (tern up): the embedding model reads the document, the chat
+    model answers from it, streaming."""
+    sign_up(browser, stack.base_url)
+    document = tmp_path / "lighthouse-keeping.md"
+    document.write_text("# Lighthouse keeping\n\n" + "\n\n".join(
+        f"The keeper of the Tern Point lighthouse winds the clockwork every {n + 2} hours and logs the weather." for n in range(30)))
+    browser.get(f"{stack.base_url}/#/documents")
+    wait(browser).until(lambda d: d.find_elements(By.ID, "file"))
+    browser.execute_script(RECORD_PROGRESS)
+    browser.find_element(By.ID, "file").send_keys(str(document))
+    browser.find_element(By.CSS_SELECTOR, "#upload button").click()
+    wait(browser, 300).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#documents li[data-status=ready]"))
+    item = browser.find_element(By.CSS_SELECTOR, "#documents li")
+    assert item.find_element(By.TAG_NAME, "progress").get_attribute("value") == "100"
+    assert item.find_element(By.CSS_SELECTOR, ".state").text.startswith("Ready")
+    progress = browser.execute_script("return window.progressValues")
+    assert progress == sorted(progress), f"the progress only ever grows: {progress}"
+
+    browser.get(f"{stack.base_url}/#/chat")
+    wait(browser).until(lambda d: d.find_elements(By.ID, "use-documents"))
+    browser.find_element(By.ID, "use-documents").click()
+    browser.execute_script(RECORD_LENGTHS)
+    send(browser, "How often does the keeper wind the clockwork?")
+    wait(browser, 300).until(lambda d: state_of(d, 0) == "done")
+    cited = answers(browser)[0].find_elements(By.CSS_SELECTOR, ".citations li")
+    assert cited and "lighthouse-keeping" in cited[0].text, [c.text for c in cited]
+    lengths = [n for n in browser.execute_script("return window.answerLengths") if n]
+    assert len(set(lengths)) >= 3, f"the real model's answer appeared in steps: {lengths[-10:]}"
+    print(f"progress seen at {sorted(set(progress))}; {len(cited)} citations; answer grew through {len(set(lengths))} lengths")
