@@ -20,18 +20,23 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from conftest import STATE, side_stack
 
-MOCK_PORT = 17099
-API_PORT = 18093
+MOCK_PORT, API_PORT = 17099, 18093
+LIMITED_MOCK_PORT, LIMITED_API_PORT = 17100, 18094
+FAST_MOCK_PORT, FAST_API_PORT = 17101, 18095
 SCREENSHOTS = STATE / "screenshots"
 MOCK_ANSWER = "Mock answer" + "".join(f" token {n}" for n in range(1, 80))
+
+
+def mock_settings(mock_port, **more):
+    """A side stack's environment: chat from the mock upstream on `mock_port`, no embeddings."""
+    return {"TERN_LLM_BASE_URL": f"http://127.0.0.1:{mock_port}/v1", "TERN_LLM_MODEL": "mock",
+            "TERN_EMBEDDING_BASE_URL": "off", "TERN_BCRYPT_COST": "4", **more}
 
 
 @pytest.fixture(scope="module")
 def web(stack):
     """An API and worker in front of the slow mock upstream."""
-    settings = {"TERN_LLM_BASE_URL": f"http://127.0.0.1:{MOCK_PORT}/v1", "TERN_LLM_MODEL": "mock",
-                "TERN_EMBEDDING_BASE_URL": "off", "TERN_BCRYPT_COST": "4"}
-    with side_stack("web", settings, MOCK_PORT, API_PORT, mock_arguments=("--tokens", "80", "--delay-ms", "50")) as base:
+    with side_stack("web", mock_settings(MOCK_PORT), MOCK_PORT, API_PORT, mock_arguments=("--tokens", "80", "--delay-ms", "50")) as base:
         yield base
 
 
@@ -234,3 +239,34 @@ def test_a_document_uploaded_in_the_browser_is_read_then_cited(stack, browser, t
     lengths = [n for n in browser.execute_script("return window.answerLengths") if n]
     assert len(set(lengths)) >= 3, f"the real model's answer appeared in steps: {lengths[-10:]}"
     print(f"progress seen at {sorted(set(progress))}; {len(cited)} citations; answer grew through {len(set(lengths))} lengths")
+
+
+def test_a_rate_limited_message_says_when_to_try_again(stack, browser):
+    """Two requests a minute per user: the chat page's own two loads spend them, so the message
+    sent next is refused, and the answer bubble says so in plain words."""
+    settings = mock_settings(LIMITED_MOCK_PORT, TERN_RATE_LIMIT_USER_RPM="2", TERN_RATE_LIMIT_BURST="2")
+    with side_stack("web-limited", settings, LIMITED_MOCK_PORT, LIMITED_API_PORT) as base:
+        sign_up(browser, base)
+        wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"))
+        send(browser, "Hello?")
+        wait(browser).until(lambda d: state_of(d, 0) == "error")
+        note = answers(browser)[0].find_element(By.CSS_SELECTOR, ".note.error").text
+        assert note.startswith("You are sending requests too fast. Try again in ") and note.endswith("seconds."), note
+        assert browser.find_element(By.ID, "send").is_displayed(), "the composer is ready again"
+        print(f"refused: {note}")
+
+
+def test_an_answer_at_200_pieces_a_second_arrives_whole(stack, browser):
+    """1,000 pieces 5 ms apart: the page renders at most once a frame and drops nothing. The
+    main thread's long tasks (over 50 ms) while it streams are printed, not asserted."""
+    fast = ("--tokens", "1000", "--delay-ms", "5")
+    with side_stack("web-fast", mock_settings(FAST_MOCK_PORT), FAST_MOCK_PORT, FAST_API_PORT, mock_arguments=fast) as base:
+        sign_up(browser, base)
+        browser.execute_script("""window.longTasks = [];
+            new PerformanceObserver((list) => window.longTasks.push(...list.getEntries().map((e) => Math.round(e.duration))))
+              .observe({type: 'longtask'});""")
+        send(browser, "Go fast.")
+        wait(browser, 300).until(lambda d: state_of(d, 0) == "done")
+        expected = "Mock answer" + "".join(f" token {n}" for n in range(1, 1000))
+        assert words(answers(browser)[0].text) == expected
+        print(f"{len(expected)} characters in 1,000 pieces; long tasks while streaming: {browser.execute_script('return window.longTasks')}")
