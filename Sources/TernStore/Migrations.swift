@@ -150,5 +150,10 @@ enum Migrations {
         ]),
         // Search as a function: parsed once per connection, planned for each call (Store.searchFunction).
         (7, "search function", [Store.searchFunction]),
+        // A conversation's answer still being written (Store.thread), and its jobs when the
+        // conversation is deleted (ON DELETE SET NULL), found without reading every job.
+        (8, "jobs by conversation", [
+            "CREATE INDEX jobs_conversation ON jobs (conversation_id, created_at DESC) WHERE conversation_id IS NOT NULL",
+        ]),
     ]
 }

@@ -163,7 +163,7 @@ extension Store {
     public func thread(conversation: UUID, user: UserID) async throws -> (messages: [StoredMessage], pendingJob: UUID?) {
         let rows = try await database.query("""
             SELECT m.role, m.content, m.citations::text, m.role = 'assistant' AND j.status = 'cancelled',
-                (SELECT p.id FROM jobs p WHERE p.conversation_id = c.id AND p.user_id = c.user_id AND p.status IN ('queued', 'active')
+                (SELECT p.id FROM jobs p WHERE p.conversation_id = \(conversation) AND p.user_id = \(user.uuid) AND p.status IN ('queued', 'active')
                  ORDER BY p.created_at DESC LIMIT 1)
             FROM conversations c JOIN messages m ON m.conversation_id = c.id LEFT JOIN jobs j ON j.id = m.job_id
             WHERE c.id = \(conversation) AND c.user_id = \(user.uuid) ORDER BY m.id

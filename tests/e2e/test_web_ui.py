@@ -270,3 +270,28 @@ def test_an_answer_at_200_pieces_a_second_arrives_whole(stack, browser):
         expected = "Mock answer" + "".join(f" token {n}" for n in range(1, 1000))
         assert words(answers(browser)[0].text) == expected
         print(f"{len(expected)} characters in 1,000 pieces; long tasks while streaming: {browser.execute_script('return window.longTasks')}")
+
+
+RENDER_MARKDOWN = """
+const done = arguments[arguments.length - 1];
+import('/markdown.js').then(({ renderMarkdown }) => {
+  const box = document.createElement('div');
+  box.append(renderMarkdown(arguments[0]));
+  done(box.innerHTML);
+});
+"""
+
+
+def test_answers_are_rendered_from_markdown_safely(web, browser):
+    browser.get(f"{web}/#/login")
+    wait(browser).until(lambda d: d.find_elements(By.ID, "email"))
+    render = lambda text: browser.execute_async_script(RENDER_MARKDOWN, text)
+    assert render("# Title\n\nSome **bold**, *em* and `a<b>`.\n\n- one\n- two\n\n```js\nif (a < b) alert(1)\n```") == (
+        '<h3>Title</h3><p>Some <strong>bold</strong>, <em>em</em> and <code>a&lt;b&gt;</code>.</p>'
+        '<ul><li>one</li><li>two</li></ul><pre><code data-language="js">if (a &lt; b) alert(1)</code></pre>')
+    hostile = render('<img src=x onerror=alert(1)> [click](javascript:alert(1)) [ok](https://example.org/a) snake_case_name')
+    assert "<img" not in hostile and 'href="javascript' not in hostile, hostile
+    assert '<a href="https://example.org/a" rel="noopener noreferrer nofollow" target="_blank">ok</a>' in hostile
+    assert "snake_case_name" in hostile
+    # Mid-stream, an unclosed fence is code so far.
+    assert render("```\nstill going") == "<pre><code>still going</code></pre>"

@@ -39,6 +39,7 @@ export async function api(method, path, body, { headers: extra = {} } = {}) {
   }
   if (response.status === 204) return { data: null, response };
   const data = await response.json().catch(() => null);
+  if (response.status === 401 && !path.startsWith("/v1/auth/")) window.dispatchEvent(new Event("tern:signed-out"));
   if (!response.ok) throw new ApiError(response.status, data, response.headers.get("Retry-After"));
   return { data, response };
 }

@@ -2,7 +2,7 @@
 // #/usage, #/login, #/signup). The session lives in an HttpOnly cookie; the CSRF token it
 // comes with is kept in memory and sent with every write.
 import { api, setCsrfToken } from "./api.js";
-import { chatPage } from "./chat.js";
+import { chatPage, leaveChat } from "./chat.js";
 import { documentsPage } from "./documents.js";
 import { $, field, h, notify } from "./dom.js";
 import { keysPage } from "./keys.js";
@@ -31,6 +31,7 @@ const pages = { chat: chatPage, documents: documentsPage, keys: keysPage, usage:
 async function route() {
   const [, name = "chat", id] = location.hash.split("/");
   const view = $("#view");
+  leaveChat();
   if (!session) return authPage(view, name === "signup" ? "signup" : "login");
   const page = pages[name] ?? chatPage;
   for (const link of document.querySelectorAll("#nav a")) {
@@ -83,6 +84,13 @@ $("#logout").addEventListener("click", async () => {
 $(".skip").addEventListener("click", (event) => {
   event.preventDefault();
   $("#view").focus();
+});
+// A session that ended (expired, logged out elsewhere): back to the log-in page.
+window.addEventListener("tern:signed-out", () => {
+  if (!session) return;
+  signedIn(null);
+  notify("Your session ended. Log in again.");
+  route();
 });
 window.addEventListener("hashchange", route);
 await loadSession();

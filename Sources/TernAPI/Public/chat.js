@@ -8,8 +8,14 @@ import { renderMarkdown } from "./markdown.js";
 
 let current = null;  // { conversation, job, stopFollowing }
 
-export async function chatPage(view, conversationId) {
+// Stops following the answer being written (the job goes on; opening its chat resumes it).
+export function leaveChat() {
   current?.stopFollowing?.();
+  current = null;
+}
+
+export async function chatPage(view, conversationId) {
+  leaveChat();
   current = { conversation: conversationId ?? null, job: null, stopFollowing: null };
   view.replaceChildren(
     h("div", { class: "chat" },
@@ -74,7 +80,7 @@ async function listConversations() {
 }
 
 function conversationItem(conversation) {
-  const link = h("a", { href: `#/chat/${conversation.id}`, "aria-current": conversation.id === current.conversation ? "page" : false },
+  const link = h("a", { href: `#/chat/${conversation.id}`, "aria-current": conversation.id === current?.conversation ? "page" : false },
     conversation.title || "Untitled chat");
   const rename = h("button", { type: "button", class: "icon", title: "Rename", "aria-label": `Rename ${conversation.title}` }, "✎");
   const remove = h("button", { type: "button", class: "icon", title: "Delete", "aria-label": `Delete ${conversation.title}` }, "×");
@@ -85,7 +91,7 @@ function conversationItem(conversation) {
     try {
       await api("DELETE", `/v1/conversations/${conversation.id}`);
       item.remove();
-      if (conversation.id === current.conversation) location.hash = "#/chat";
+      if (conversation.id === current?.conversation) location.hash = "#/chat";
     } catch (error) { notify(error.message, "error"); }
   });
   return item;
@@ -111,6 +117,7 @@ function startRename(item, conversation) {
 }
 
 async function openConversation(id) {
+  const chat = current;
   let conversation;
   try {
     ({ data: conversation } = await api("GET", `/v1/conversations/${id}`));
@@ -118,6 +125,7 @@ async function openConversation(id) {
     notify(error.message, "error");
     return;
   }
+  if (chat !== current) return;
   for (const message of conversation.messages) {
     if (message.role === "user") addUserMessage(message.content);
     else if (message.role === "assistant") showStoredAnswer(message);
@@ -194,37 +202,43 @@ function setBusy(busy) {
   $("#stop").hidden = !busy;
 }
 
+// Sends a message; once the page has moved on (another chat, another page), the answer goes on
+// being written on the server and shows when its chat is opened again.
 async function send(text) {
+  const chat = current;
   addUserMessage(text);
   const answer = addAnswer();
   setBusy(true);
-  current.job = "sending";
+  chat.job = "sending";
   const input = { model: $("#model").value || undefined, messages: [{ role: "user", content: text }] };
-  if (current.conversation) input.conversation = current.conversation;
+  if (chat.conversation) input.conversation = chat.conversation;
   if ($("#use-documents").checked) input.documents = "all";
   try {
     const { data: job, response } = await api("POST", "/v1/jobs", { type: "chat.completion", input });
-    if (!current.conversation) {
-      current.conversation = response.headers.get("X-Tern-Conversation-Id");
-      history.replaceState(null, "", `#/chat/${current.conversation}`);
+    if (chat !== current) return;
+    if (!chat.conversation) {
+      chat.conversation = response.headers.get("X-Tern-Conversation-Id");
+      history.replaceState(null, "", `#/chat/${chat.conversation}`);
       listConversations();
     }
     follow(job.id, answer);
   } catch (error) {
-    current.job = null;
+    if (chat !== current) return;
+    chat.job = null;
     setBusy(false);
     settle(answer, "error", error.message);
   }
 }
 
 function follow(jobId, answer) {
-  current.job = jobId;
+  const chat = current;
+  chat.job = jobId;
   setBusy(true);
   const finish = (state, note) => {
     settle(answer, state, note);
-    if (current.job === jobId) { current.job = null; setBusy(false); }
+    if (chat === current && chat.job === jobId) { chat.job = null; setBusy(false); }
   };
-  current.stopFollowing = followJob(jobId, {
+  chat.stopFollowing = followJob(jobId, {
     token: ({ text }) => grow(answer, text),
     sources: ({ citations }) => { try { answer.citations = JSON.parse(citations); } catch { /* none shown */ } },
     completed: () => finish("done"),
@@ -242,7 +256,7 @@ function failureText(code, message) {
 }
 
 async function stop() {
-  const job = current.job;
+  const job = current?.job;
   if (!job || job === "sending") return;
   $("#stop").disabled = true;
   try {

@@ -48,7 +48,7 @@ export function renderMarkdown(text) {
     while (index < lines.length && lines[index].trim() && !startsBlock(lines[index])) paragraph.push(lines[index++]);
     if (!paragraph.length) paragraph.push(lines[index++]);
     const p = h("p");
-    paragraph.forEach((text, n) => { if (n) p.append(h("br")); p.append(inline(text)); });
+    paragraph.forEach((text, n) => { if (n) p.append(h("br")); p.append(...inline(text)); });
     fragment.append(p);
   }
   return fragment;
@@ -59,7 +59,8 @@ function startsBlock(line) {
 }
 
 // Inline spans: `code` first (nothing inside it is formatting), then links, bold, italic.
-const INLINE = /`([^`]+)`|\[([^\]]+)\]\((https?:\/\/[^\s)]+)\)|\*\*([^*]+)\*\*|__([^_]+)__|\*([^*\s][^*]*)\*|_([^_\s][^_]*)_/;
+// Underscores only count at word edges, so snake_case names stay as they are.
+const INLINE = /`([^`]+)`|\[([^\]]+)\]\((https?:\/\/[^\s)]+)\)|\*\*([^*]+)\*\*|(?<!\w)__([^_]+)__(?!\w)|\*([^*\s][^*]*)\*|(?<!\w)_([^_\s][^_]*)_(?!\w)/;
 
 function inline(text) {
   const nodes = [];
