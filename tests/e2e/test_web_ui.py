@@ -4,9 +4,10 @@ missing or repeated), Stop (the partial answer stays, marked), markup shown as t
 (the progress bar reaches 100%, then a cited answer), screenshots of every page at desktop and
 phone widths in light and dark (in $TERN_STATE/screenshots), and the weight of the first load.
 
-The chat tests run against a mock upstream that writes 80 pieces 50 ms apart, so an answer
-takes about four seconds: long enough to reload and stop in the middle of it. The documents
+The chat tests run against a mock upstream that writes 150 pieces 40 ms apart, so an answer
+takes about six seconds: long enough to reload and stop in the middle of it. The documents
 test and one chat run the real local models (`tern up`)."""
+import os
 import time
 import uuid
 
@@ -18,13 +19,17 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import STATE, side_stack
+import requests
+
+from conftest import STATE, side_stack, start_tern, stop_all, wait_until
 
 MOCK_PORT, API_PORT = 17099, 18093
 LIMITED_MOCK_PORT, LIMITED_API_PORT = 17100, 18094
 FAST_MOCK_PORT, FAST_API_PORT = 17101, 18095
+DROP_MOCK_PORT, DROP_API_PORT = 17102, 18096
 SCREENSHOTS = STATE / "screenshots"
-MOCK_ANSWER = "Mock answer" + "".join(f" token {n}" for n in range(1, 80))
+SLOW_MOCK = ("--tokens", "150", "--delay-ms", "40")
+MOCK_ANSWER = "Mock answer" + "".join(f" token {n}" for n in range(1, 150))
 
 
 def mock_settings(mock_port, **more):
@@ -36,7 +41,7 @@ def mock_settings(mock_port, **more):
 @pytest.fixture(scope="module")
 def web(stack):
     """An API and worker in front of the slow mock upstream."""
-    with side_stack("web", mock_settings(MOCK_PORT), MOCK_PORT, API_PORT, mock_arguments=("--tokens", "80", "--delay-ms", "50")) as base:
+    with side_stack("web", mock_settings(MOCK_PORT), MOCK_PORT, API_PORT, mock_arguments=SLOW_MOCK) as base:
         yield base
 
 
@@ -96,7 +101,7 @@ new MutationObserver(() => {
 """
 
 
-def test_chat_streams_survives_a_reload_and_stops(web, browser):
+def test_chat_streams_survives_a_reload_and_stops_when_resumed(web, browser):
     sign_up(browser, web)
     browser.execute_script(RECORD_LENGTHS)
     sent_at = send(browser, "Tell me a long story.")
@@ -121,10 +126,12 @@ def test_chat_streams_survives_a_reload_and_stops(web, browser):
     wait(browser).until(lambda d: state_of(d, 0) == "done")
     assert words(answers(browser)[0].text) == MOCK_ANSWER, "the whole answer, nothing missing or repeated"
 
-    # Stop on a second answer: the partial answer stays, marked stopped.
+    # Stop on a second answer, itself resumed after a reload: the partial answer stays, marked.
     browser.execute_script(RECORD_LENGTHS)
     send(browser, "And another one.")
     wait(browser).until(lambda d: len(d.execute_script("return window.answerLengths")) >= 5)
+    browser.refresh()
+    wait(browser).until(lambda d: state_of(d, 1) == "streaming")
     browser.find_element(By.ID, "stop").click()
     wait(browser).until(lambda d: state_of(d, 1) == "stopped")
     stopped = answers(browser)[1]
@@ -295,3 +302,33 @@ def test_answers_are_rendered_from_markdown_safely(web, browser):
     assert "snake_case_name" in hostile
     # Mid-stream, an unclosed fence is code so far.
     assert render("```\nstill going") == "<pre><code>still going</code></pre>"
+
+
+def test_an_answer_goes_on_after_its_connection_drops(stack, browser):
+    """The API process serving the page is killed mid-answer and another takes its port: the
+    page's event stream reconnects by itself with Last-Event-ID and the answer ends whole."""
+    env = {**os.environ, **mock_settings(DROP_MOCK_PORT), "TERN_QUEUE": f"web-drop-{uuid.uuid4().hex[:8]}", "TERN_PORT": str(DROP_API_PORT)}
+    base = f"http://127.0.0.1:{DROP_API_PORT}"
+    healthy = lambda: requests.get(base + "/healthz", timeout=5).ok
+    processes = [start_tern(["mock-llm", "--port", str(DROP_MOCK_PORT), *SLOW_MOCK], env, "web-drop-mock"),
+                 start_tern(["worker"], env, "web-drop-worker")]
+    try:
+        api = start_tern(["api"], env, "web-drop-api")
+        processes.append(api)
+        wait_until(healthy, message="the API")
+        sign_up(browser, base)
+        browser.execute_script(RECORD_LENGTHS)
+        send(browser, "Keep talking.")
+        wait(browser).until(lambda d: len(d.execute_script("return window.answerLengths")) >= 5)
+        api.kill()
+        api.wait()
+        seen = len(answers(browser)[0].text)
+        processes.append(start_tern(["api"], env, "web-drop-api-2"))
+        wait_until(healthy, message="the second API")
+        wait(browser, 120).until(lambda d: state_of(d, 0) == "done")
+        assert words(answers(browser)[0].text) == MOCK_ANSWER
+        lengths = browser.execute_script("return window.answerLengths")
+        assert lengths == sorted(lengths), "the answer never went back or started over"
+        print(f"connection dropped after {seen} characters; the answer ended whole ({len(MOCK_ANSWER)})")
+    finally:
+        stop_all(processes)

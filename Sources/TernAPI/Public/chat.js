@@ -51,7 +51,7 @@ export async function chatPage(view, conversationId) {
   loadModels();
   listConversations();
   if (conversationId) await openConversation(conversationId);
-  $("#prompt").focus();
+  $("#prompt")?.focus();
 }
 
 // Esc stops the answer being written, wherever the focus is.
@@ -60,11 +60,12 @@ document.addEventListener("keydown", (event) => {
 });
 
 async function loadModels() {
+  const select = $("#model");
   try {
     const { data } = await api("GET", "/v1/models");
     const chat = data.data.filter((model) => model.kind === "chat");
     const saved = localStorage.getItem("tern.model");
-    $("#model").replaceChildren(...chat.map(({ id }) => new Option(id, id, false, id === saved)));
+    select.replaceChildren(...chat.map(({ id }) => new Option(id, id, false, id === saved)));
   } catch (error) { notify(error.message, "error"); }
 }
 document.addEventListener("change", (event) => {

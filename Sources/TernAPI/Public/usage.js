@@ -71,8 +71,8 @@ function legend(models) {
 
 function table(rows) {
   if (!rows.length) return h("p", { class: "empty" }, "No usage yet.");
-  return h("table", { class: "usage" },
+  return h("div", { class: "table-wrap" }, h("table", { class: "usage" },
     h("thead", {}, h("tr", {}, ["Day", "Model", "Requests", "Prompt tokens", "Answer tokens"].map((t) => h("th", { scope: "col" }, t)))),
     h("tbody", {}, rows.map((r) => h("tr", {}, h("td", {}, r.day), h("td", {}, r.model), h("td", {}, r.requests.toLocaleString()),
-      h("td", {}, r.prompt_tokens.toLocaleString()), h("td", {}, r.completion_tokens.toLocaleString())))));
+      h("td", {}, r.prompt_tokens.toLocaleString()), h("td", {}, r.completion_tokens.toLocaleString()))))));
 }
