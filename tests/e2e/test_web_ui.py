@@ -27,6 +27,7 @@ MOCK_PORT, API_PORT = 17099, 18093
 LIMITED_MOCK_PORT, LIMITED_API_PORT = 17100, 18094
 FAST_MOCK_PORT, FAST_API_PORT = 17101, 18095
 DROP_MOCK_PORT, DROP_API_PORT = 17102, 18096
+BUSY_MOCK_PORT, BUSY_API_PORT = 17103, 18097
 SCREENSHOTS = STATE / "screenshots"
 SLOW_MOCK = ("--tokens", "150", "--delay-ms", "40")
 MOCK_ANSWER = "Mock answer" + "".join(f" token {n}" for n in range(1, 150))
@@ -332,3 +333,27 @@ def test_an_answer_goes_on_after_its_connection_drops(stack, browser):
         print(f"connection dropped after {seen} characters; the answer ended whole ({len(MOCK_ANSWER)})")
     finally:
         stop_all(processes)
+
+
+def test_a_full_queue_says_the_service_is_busy_and_when_to_retry(stack, browser):
+    """Admission control at one waiting job and one worker slot: with one answer being written
+    and one waiting, the message sent from the page is refused at once, in plain words."""
+    settings = mock_settings(BUSY_MOCK_PORT, TERN_ADMISSION_BACKLOG="1")
+    with side_stack("web-busy", settings, BUSY_MOCK_PORT, BUSY_API_PORT, mock_arguments=SLOW_MOCK, worker_concurrency=1) as base:
+        sign_up(browser, base)
+        session = requests.Session()
+        for cookie in browser.get_cookies():
+            session.cookies.set(cookie["name"], cookie["value"])
+        csrf = session.get(base + "/v1/auth/session", timeout=30).json()["csrf_token"]
+        chat = {"type": "chat.completion", "input": {"model": "smollm2-135m", "messages": [{"role": "user", "content": "Hi"}]}}
+        create = lambda: session.post(base + "/v1/jobs", json=chat, headers={"X-CSRF-Token": csrf}, timeout=30)
+        running = create()
+        assert running.status_code == 202, running.text
+        wait_until(lambda: session.get(base + f"/v1/jobs/{running.json()['id']}", timeout=30).json()["status"] == "running",
+                   message="the first job to run")
+        assert create().status_code == 202
+        send(browser, "Am I in?")
+        wait(browser).until(lambda d: state_of(d, 0) == "error")
+        note = answers(browser)[0].find_element(By.CSS_SELECTOR, ".note.error").text
+        assert note.startswith("The service is busy") and "Try again in 5 seconds." in note, note
+        print(f"refused: {note}")
