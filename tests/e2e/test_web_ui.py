@@ -1,8 +1,10 @@
 """Headless Chromium against the web app, as a person uses it: sign up, chat (the message shows
 at once, the answer grows), reload mid-answer (the whole answer ends up on screen, nothing
-missing or repeated), Stop (the partial answer stays, marked), markup shown as text, documents
-(the progress bar reaches 100%, then a cited answer), screenshots of every page at desktop and
-phone widths in light and dark (in $TERN_STATE/screenshots), and the weight of the first load.
+missing or repeated), Stop on a resumed answer (the partial answer stays, marked), a dropped
+connection, markup shown as text, Markdown rendered safely, the rate-limit and full-queue
+messages, 200 pieces a second, documents (the progress bar reaches 100%, then a cited answer),
+screenshots of every page at desktop and phone widths in light and dark (in
+$TERN_STATE/screenshots), and the weight of the first load.
 
 The chat tests run against a mock upstream that writes 150 pieces 40 ms apart, so an answer
 takes about six seconds: long enough to reload and stop in the middle of it. The documents
@@ -12,14 +14,13 @@ import time
 import uuid
 
 import pytest
+import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
-
-import requests
 
 from conftest import STATE, side_stack, start_tern, stop_all, wait_until
 
