@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import TernAI
+import TernQueue
 import TernStore
 
 struct ConversationObject: Encodable {
@@ -71,7 +72,12 @@ extension API {
             let id = try conversationID(context)
             async let thread = store.thread(conversation: id, user: user)
             guard let summary = try await store.conversation(id, of: user) else { throw APIError.conversationNotFound }
-            let (messages, pendingJob) = try await thread
+            var (messages, pendingJob) = try await thread
+            // A job can end in the queue without its row being finished (given up after its
+            // last attempt, or its bookkeeping lost): only a job the queue still runs is pending.
+            if let job = pendingJob.map(JobID.init), try await ![.ready, .delayed, .active].contains(queue.status(job)?.state) {
+                pendingJob = nil
+            }
             return try json(ConversationObject(summary, messages: messages, pendingJob: pendingJob))
         }
         router.patch("/v1/conversations/:id") { request, context in

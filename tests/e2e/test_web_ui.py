@@ -6,8 +6,8 @@ messages, 200 pieces a second, documents (the progress bar reaches 100%, then a 
 screenshots of every page at desktop and phone widths in light and dark (in
 $TERN_STATE/screenshots), and the weight of the first load.
 
-The chat tests run against a mock upstream that writes 150 pieces 40 ms apart, so an answer
-takes about six seconds: long enough to reload and stop in the middle of it. The documents
+The chat tests run against a mock upstream that writes 300 pieces 40 ms apart, so an answer
+takes about twelve seconds: long enough to reload and stop in the middle of it on a busy machine. The documents
 test and one chat run the real local models (`tern up`)."""
 import os
 import time
@@ -30,8 +30,8 @@ FAST_MOCK_PORT, FAST_API_PORT = 17101, 18095
 DROP_MOCK_PORT, DROP_API_PORT = 17102, 18096
 BUSY_MOCK_PORT, BUSY_API_PORT = 17103, 18097
 SCREENSHOTS = STATE / "screenshots"
-SLOW_MOCK = ("--tokens", "150", "--delay-ms", "40")
-MOCK_ANSWER = "Mock answer" + "".join(f" token {n}" for n in range(1, 150))
+SLOW_MOCK = ("--tokens", "300", "--delay-ms", "40")
+MOCK_ANSWER = "Mock answer" + "".join(f" token {n}" for n in range(1, 300))
 
 
 def mock_settings(mock_port, **more):
@@ -69,7 +69,9 @@ def sign_up(browser, base):
     password = browser.find_element(By.ID, "password")
     password.send_keys("correct horse battery")
     password.send_keys(Keys.ENTER)
-    wait(browser).until(lambda d: d.find_elements(By.ID, "prompt"))
+    # The chat page is ready: its model list and its conversation list have loaded.
+    wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#model option")
+                        and d.find_elements(By.CSS_SELECTOR, "#conversation-list[data-loaded]"))
 
 
 def send(browser, text):
@@ -256,7 +258,6 @@ def test_a_rate_limited_message_says_when_to_try_again(stack, browser):
     settings = mock_settings(LIMITED_MOCK_PORT, TERN_RATE_LIMIT_USER_RPM="2", TERN_RATE_LIMIT_BURST="2")
     with side_stack("web-limited", settings, LIMITED_MOCK_PORT, LIMITED_API_PORT) as base:
         sign_up(browser, base)
-        wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"))
         send(browser, "Hello?")
         wait(browser).until(lambda d: state_of(d, 0) == "error")
         note = answers(browser)[0].find_element(By.CSS_SELECTOR, ".note.error").text

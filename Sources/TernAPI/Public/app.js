@@ -3,7 +3,7 @@
 // comes with is kept in memory and sent with every write.
 import { api, setCsrfToken } from "./api.js";
 import { chatPage, leaveChat } from "./chat.js";
-import { documentsPage } from "./documents.js";
+import { documentsPage, leaveDocuments } from "./documents.js";
 import { $, field, h, notify } from "./dom.js";
 import { keysPage } from "./keys.js";
 import { usagePage } from "./usage.js";
@@ -32,6 +32,7 @@ async function route() {
   const [, name = "chat", id] = location.hash.split("/");
   const view = $("#view");
   leaveChat();
+  leaveDocuments();
   if (!session) return authPage(view, name === "signup" ? "signup" : "login");
   const page = pages[name] ?? chatPage;
   for (const link of document.querySelectorAll("#nav a")) {

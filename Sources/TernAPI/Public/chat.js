@@ -16,7 +16,7 @@ export function leaveChat() {
 
 export async function chatPage(view, conversationId) {
   leaveChat();
-  current = { conversation: conversationId ?? null, job: null, stopFollowing: null };
+  current = { conversation: conversationId ?? null, job: null, stopFollowing: null, models: null, stopRequested: false };
   view.replaceChildren(
     h("div", { class: "chat" },
       h("aside", { class: "conversations", "aria-label": "Conversations" },
@@ -48,7 +48,7 @@ export async function chatPage(view, conversationId) {
     }
   });
   $("#stop").addEventListener("click", stop);
-  loadModels();
+  current.models = loadModels();
   listConversations();
   if (conversationId) await openConversation(conversationId);
   $("#prompt")?.focus();
@@ -77,6 +77,7 @@ async function listConversations() {
   try {
     const { data } = await api("GET", "/v1/conversations?limit=50");
     list.replaceChildren(...data.data.map(conversationItem));
+    list.dataset.loaded = "true";
   } catch (error) { notify(error.message, "error"); }
 }
 
@@ -117,16 +118,20 @@ function startRename(item, conversation) {
   });
 }
 
+// Shows a conversation; the composer waits until it is there, so a new message comes after it.
 async function openConversation(id) {
   const chat = current;
+  chat.job = "loading";
   let conversation;
   try {
     ({ data: conversation } = await api("GET", `/v1/conversations/${id}`));
   } catch (error) {
     notify(error.message, "error");
+    if (chat === current) location.hash = "#/chat";
     return;
   }
   if (chat !== current) return;
+  chat.job = null;
   for (const message of conversation.messages) {
     if (message.role === "user") addUserMessage(message.content);
     else if (message.role === "assistant") showStoredAnswer(message);
@@ -211,6 +216,8 @@ async function send(text) {
   const answer = addAnswer();
   setBusy(true);
   chat.job = "sending";
+  await chat.models;
+  if (chat !== current) return;
   const input = { model: $("#model").value || undefined, messages: [{ role: "user", content: text }] };
   if (chat.conversation) input.conversation = chat.conversation;
   if ($("#use-documents").checked) input.documents = "all";
@@ -223,6 +230,7 @@ async function send(text) {
       listConversations();
     }
     follow(job.id, answer);
+    if (chat.stopRequested) stop();
   } catch (error) {
     if (chat !== current) return;
     chat.job = null;
@@ -256,9 +264,13 @@ function failureText(code, message) {
   return message || "The answer could not be completed.";
 }
 
+// Cancels the answer being written; pressed while the message is still on its way, once it
+// has its job.
 async function stop() {
   const job = current?.job;
-  if (!job || job === "sending") return;
+  if (job === "sending") current.stopRequested = true;
+  if (!job || job === "sending" || job === "loading") return;
+  current.stopRequested = false;
   $("#stop").disabled = true;
   try {
     await api("POST", `/v1/jobs/${job}/cancel`);

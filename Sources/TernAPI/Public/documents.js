@@ -3,6 +3,15 @@
 import { api, followJob } from "./api.js";
 import { $, formatDate, h, notify } from "./dom.js";
 
+// The ingestion streams the page follows; closed when the page is left (a browser allows only
+// a few connections to one server at once).
+const following = new Set();
+
+export function leaveDocuments() {
+  for (const stop of following) stop();
+  following.clear();
+}
+
 const FORMATS = { txt: "text", text: "text", md: "markdown", markdown: "markdown", html: "html", htm: "html", pdf: "pdf" };
 
 export async function documentsPage(view) {
@@ -15,9 +24,10 @@ export async function documentsPage(view) {
       h("button", { type: "submit" }, "Upload")),
     h("ul", { id: "documents", class: "list", "aria-label": "Your documents" })));
   $("#upload").addEventListener("submit", upload);
+  const list = $("#documents");
   try {
     const { data } = await api("GET", "/v1/documents?limit=100");
-    $("#documents").replaceChildren(...data.data.map(documentItem));
+    list.replaceChildren(...data.data.map(documentItem));
   } catch (error) { notify(error.message, "error"); }
 }
 
@@ -28,14 +38,18 @@ async function upload(event) {
   const extension = file.name.split(".").pop().toLowerCase();
   const format = FORMATS[extension];
   if (!format) return notify("Upload a .txt, .md, .html or .pdf file.", "error");
-  const button = event.target.querySelector("button");
+  const form = event.target;
+  const list = $("#documents");
+  const button = form.querySelector("button");
   button.disabled = true;
   try {
     const content = format === "pdf" ? await base64(file) : await file.text();
     const { data } = await api("POST", "/v1/documents", {
       content, format, title: file.name.replace(/\.[^.]+$/, ""), source: file.name });
-    $("#documents").prepend(documentItem(data));
-    event.target.reset();
+    // The same content again is the same document: it moves to the top rather than repeat.
+    list.querySelector(`li[data-id="${data.id}"]`)?.remove();
+    list.prepend(documentItem(data));
+    form.reset();
   } catch (error) {
     notify(error.message, "error");
   } finally {
@@ -52,7 +66,9 @@ function base64(file) {
   });
 }
 
-function documentItem(doc) {
+// A document's row; one still being read shows its progress (unless `follow` is false: its
+// ingestion's events were lost, and following them again would only lose them again).
+function documentItem(doc, follow = true) {
   const state = h("span", { class: "state" }, stateText(doc));
   const bar = h("progress", { max: 100, value: doc.status === "ready" ? 100 : 0, "aria-label": `Ingestion of ${doc.title}` });
   const remove = h("button", { type: "button", class: "secondary" }, "Delete");
@@ -68,24 +84,28 @@ function documentItem(doc) {
       item.remove();
     } catch (error) { notify(error.message, "error"); }
   });
-  if (doc.status === "processing" && doc.job_id) {
-    followJob(doc.job_id, {
+  if (follow && doc.status === "processing" && doc.job_id) {
+    const ended = (followAgain = true) => {
+      following.delete(stop);
+      refresh(item, doc.id, followAgain);
+    };
+    const stop = followJob(doc.job_id, {
       progress: ({ done, total }) => {
         bar.value = total > 0 ? Math.round((100 * done) / total) : 0;
         state.textContent = `Reading: ${done} of ${total} passages`;
       },
-      completed: () => refresh(item, doc.id),
-      error: () => refresh(item, doc.id),
-      cancelled: () => refresh(item, doc.id),
+      completed: () => ended(), error: () => ended(), cancelled: () => ended(),
+      lost: () => { stop(); ended(false); },
     });
+    following.add(stop);
   }
   return item;
 }
 
-async function refresh(item, id) {
+async function refresh(item, id, follow) {
   try {
     const { data } = await api("GET", `/v1/documents/${id}`);
-    item.replaceWith(documentItem(data));
+    if (item.isConnected) item.replaceWith(documentItem(data, follow));
   } catch (error) { notify(error.message, "error"); }
 }
 

@@ -11,15 +11,17 @@ export async function keysPage(view) {
       h("button", { type: "submit" }, "Create key")),
     h("div", { id: "new-secret" }),
     h("ul", { id: "keys", class: "list", "aria-label": "Your API keys" })));
+  const shown = $("#new-secret");
   $("#new-key").addEventListener("submit", async (event) => {
     event.preventDefault();
+    const form = event.target;
     try {
       const { data } = await api("POST", "/v1/keys", { name: $("#key-name").value });
-      event.target.reset();
+      form.reset();
       const secret = h("code", { id: "secret" }, data.key);
       const copy = h("button", { type: "button", class: "secondary" }, "Copy");
       copy.addEventListener("click", () => navigator.clipboard?.writeText(data.key).then(() => notify("Copied.")));
-      $("#new-secret").replaceChildren(h("div", { class: "card secret", role: "alert" },
+      shown.replaceChildren(h("div", { class: "card secret", role: "alert" },
         h("p", {}, h("strong", {}, "Copy your new key now: "), "it is not shown again."), secret, copy));
       list();
     } catch (error) { notify(error.message, "error"); }
@@ -28,9 +30,10 @@ export async function keysPage(view) {
 }
 
 async function list() {
+  const keys = $("#keys");
   try {
     const { data } = await api("GET", "/v1/keys");
-    $("#keys").replaceChildren(...data.data.map(keyItem));
+    keys.replaceChildren(...data.data.map(keyItem));
   } catch (error) { notify(error.message, "error"); }
 }
 
