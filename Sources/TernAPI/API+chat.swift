@@ -137,19 +137,23 @@ extension API {
         }
     }
 
-    /// The newest of a conversation's stored messages that fit `limits` together with the new
-    /// ones, oldest first; an answer stopped before its first piece is left out.
+    /// What of a conversation's stored messages goes before the new ones, oldest first, within
+    /// `limits` together with them: its opening system messages (the instructions stay), then
+    /// the newest others that fit. An answer stopped before its first piece is left out.
     static func history(_ stored: [StoredMessage], fitting limits: ChatLimits, before new: [ChatMessage]) -> [ChatMessage] {
-        var count = new.count
-        var characters = new.reduce(0) { $0 + $1.content.count }
+        let messages = stored.filter { !$0.content.isEmpty }.map { ChatMessage(role: $0.role, content: $0.content) }
+        let system = messages.prefix { $0.role == "system" }
+        var count = new.count + system.count
+        var characters = (new + system).reduce(0) { $0 + $1.content.count }
+        guard count <= limits.maximumMessages, characters <= limits.maximumPromptCharacters else { return [] }
         var kept: [ChatMessage] = []
-        for message in stored.reversed() where !message.content.isEmpty {
+        for message in messages.dropFirst(system.count).reversed() {
             count += 1
             characters += message.content.count
             guard count <= limits.maximumMessages, characters <= limits.maximumPromptCharacters else { break }
-            kept.append(ChatMessage(role: message.role, content: message.content))
+            kept.append(message)
         }
-        return kept.reversed()
+        return system + kept.reversed()
     }
 
     /// Enqueues a job whose row is already stored; a full queue fails the row and answers 503.

@@ -135,4 +135,31 @@ import TernTestSupport
             }
         }
     }
+
+    /// A long conversation keeps its opening instructions and its newest messages within the
+    /// request limits.
+    @Test func aContinuedConversationKeepsItsSystemMessageAndItsNewestMessagesWithinTheLimits() async throws {
+        try await TestServices.withStore { store in
+            let user = try await store.ensureUser(email: TestServices.uniqueName("long") + "@test")
+            let key = try await store.createAPIKey(for: user, name: "l").secret
+            let conversation = UUID()
+            _ = try await store.createChat(
+                user: user, jobID: UUID(), conversationID: conversation, model: "test-model", title: "long",
+                messages: [StoredMessage(role: "system", content: "Be brief.")] + (1...6).map { StoredMessage(role: $0 % 2 == 1 ? "user" : "assistant", content: "m\($0)") })
+            try await TestServices.withRedis { (redis: RedisClient) async throws in
+                var configuration = API.Configuration()
+                configuration.models = ["test-model"]
+                configuration.limits.maximumMessages = 4
+                let (api, queue, _) = testAPI(store, redis, configuration: configuration)
+                try await Application(router: api.router()).test(.router) { client in
+                    let body = #"{"type":"chat.completion","input":{"model":"test-model","conversation":"\#(conversation.uuidString)","messages":[{"role":"user","content":"new"}]}}"#
+                    try await client.execute(uri: "/v1/jobs", method: .post, headers: [.authorization: "Bearer \(key)", .contentType: "application/json"],
+                                             body: ByteBuffer(string: body)) { #expect($0.status == .accepted) }
+                    let job = try #require(try await queue.claim(worker: "test", maximum: 1).jobs.first)
+                    let prompt = try JSONDecoder().decode(ChatJob.self, from: Data(job.payload.utf8)).messages
+                    #expect(prompt.map(\.content) == ["Be brief.", "m5", "m6", "new"])
+                }
+            }
+        }
+    }
 }
