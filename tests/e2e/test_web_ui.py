@@ -2,13 +2,14 @@
 at once, the answer grows), reload mid-answer (the whole answer ends up on screen, nothing
 missing or repeated), Stop on a resumed answer (the partial answer stays, marked), a dropped
 connection, markup shown as text, Markdown rendered safely, the rate-limit and full-queue
-messages, 200 pieces a second, documents (the progress bar reaches 100%, then a cited answer),
-screenshots of every page at desktop and phone widths in light and dark (in
-$TERN_STATE/screenshots), and the weight of the first load.
+messages, 200 pieces a second, renaming and deleting a chat, an API key made and revoked, log
+out and in, documents (the progress bar reaches 100%, then a cited answer), screenshots of every
+page at desktop and phone widths in light and dark (in $TERN_STATE/screenshots), and the weight
+of the first load.
 
 The chat tests run against a mock upstream that writes 300 pieces 40 ms apart, so an answer
-takes about twelve seconds: long enough to reload and stop in the middle of it on a busy machine. The documents
-test and one chat run the real local models (`tern up`)."""
+takes about twelve seconds: long enough to reload and stop in the middle of it on a busy
+machine. The documents test runs the real local models (`tern up`)."""
 import os
 import time
 import uuid
@@ -63,15 +64,25 @@ def wait(browser, timeout=60):
 
 
 def sign_up(browser, base):
+    """Signs a new user up through the page; returns the e-mail (the password is fixed)."""
+    email = f"web-{uuid.uuid4().hex[:10]}@tern.local"
     browser.get(f"{base}/#/signup")
     wait(browser).until(lambda d: d.find_elements(By.ID, "email"))
-    browser.find_element(By.ID, "email").send_keys(f"web-{uuid.uuid4().hex[:10]}@tern.local")
+    browser.find_element(By.ID, "email").send_keys(email)
     password = browser.find_element(By.ID, "password")
     password.send_keys("correct horse battery")
     password.send_keys(Keys.ENTER)
     # The chat page is ready: its model list and its conversation list have loaded.
     wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#model option")
                         and d.find_elements(By.CSS_SELECTOR, "#conversation-list[data-loaded]"))
+    return email
+
+
+def stop_answer(browser):
+    """Stops the answer being written (so the mock is free for the next test) and waits for it."""
+    wait(browser).until(lambda d: d.find_element(By.ID, "stop").is_displayed() and state_of(d, 0) == "streaming")
+    browser.find_element(By.ID, "stop").click()
+    wait(browser).until(lambda d: state_of(d, 0) == "stopped")
 
 
 def send(browser, text):
@@ -303,6 +314,10 @@ def test_answers_are_rendered_from_markdown_safely(web, browser):
     assert "<img" not in hostile and 'href="javascript' not in hostile, hostile
     assert '<a href="https://example.org/a" rel="noopener noreferrer nofollow" target="_blank">ok</a>' in hostile
     assert "snake_case_name" in hostile
+    assert render("**bold *em* more** and *it **b** it*") == (
+        "<p><strong>bold <em>em</em> more</strong> and <em>it <strong>b</strong> it</em></p>")
+    assert render("2 * 3 * 4, [w](https://en.wikipedia.org/wiki/Tern_(bird))") == (
+        '<p>2 * 3 * 4, <a href="https://en.wikipedia.org/wiki/Tern_(bird)" rel="noopener noreferrer nofollow" target="_blank">w</a></p>')
     # Mid-stream, an unclosed fence is code so far.
     assert render("```\nstill going") == "<pre><code>still going</code></pre>"
 
@@ -359,3 +374,52 @@ def test_a_full_queue_says_the_service_is_busy_and_when_to_retry(stack, browser)
         note = answers(browser)[0].find_element(By.CSS_SELECTOR, ".note.error").text
         assert note.startswith("The service is busy") and "Try again in 5 seconds." in note, note
         print(f"refused: {note}")
+
+
+def test_conversations_keys_and_the_session_are_managed_from_the_page(web, browser):
+    email = sign_up(browser, web)
+    send(browser, "A chat to rename")
+    wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#conversation-list li a"))
+    stop_answer(browser)
+
+    # Rename: the pencil, a new title, Enter; the list and the server both have it.
+    browser.find_element(By.CSS_SELECTOR, "#conversation-list li button[title=Rename]").click()
+    box = browser.find_element(By.CSS_SELECTOR, "#conversation-list form.rename input")
+    # Typed over the selected title (WebDriver's clear() would leave the box, which cancels).
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys("Renamed chat", Keys.ENTER)
+    wait(browser).until(lambda d: d.find_element(By.CSS_SELECTOR, "#conversation-list li a").text == "Renamed chat")
+    browser.refresh()
+    wait(browser).until(lambda d: [a.text for a in d.find_elements(By.CSS_SELECTOR, "#conversation-list li a")] == ["Renamed chat"])
+
+    # Delete, confirmed: gone from the list, and after a reload too.
+    browser.find_element(By.CSS_SELECTOR, "#conversation-list li button[title=Delete]").click()
+    browser.switch_to.alert.accept()
+    wait(browser).until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#conversation-list li"))
+    browser.get(f"{web}/#/chat")
+    wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#conversation-list[data-loaded]"))
+    assert not browser.find_elements(By.CSS_SELECTOR, "#conversation-list li")
+
+    # An API key: shown once, works against the API, then revoked from the page.
+    browser.get(f"{web}/#/keys")
+    wait(browser).until(lambda d: d.find_elements(By.ID, "key-name"))
+    browser.find_element(By.ID, "key-name").send_keys("laptop", Keys.ENTER)
+    secret = wait(browser).until(lambda d: d.find_elements(By.ID, "secret"))[0].text
+    authorized = {"Authorization": f"Bearer {secret}"}
+    assert requests.get(f"{web}/v1/models", headers=authorized, timeout=30).status_code == 200
+    wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#keys li button"))[0].click()
+    browser.switch_to.alert.accept()
+    wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#keys li.revoked"))
+    assert requests.get(f"{web}/v1/models", headers=authorized, timeout=30).status_code == 401
+    browser.refresh()
+    wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#keys li.revoked"))
+    assert secret not in browser.page_source, "the secret is shown only once"
+
+    # Log out: the log-in page, and the session no longer works; log in again.
+    browser.find_element(By.ID, "logout").click()
+    wait(browser).until(lambda d: d.find_elements(By.ID, "auth-form"))
+    browser.get(f"{web}/#/keys")
+    wait(browser).until(lambda d: d.find_elements(By.ID, "auth-form"))
+    browser.find_element(By.ID, "email").send_keys(email)
+    browser.find_element(By.ID, "password").send_keys("correct horse battery", Keys.ENTER)
+    wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#keys li.revoked"))

@@ -62,7 +62,8 @@ function authPage(view, mode) {
       const { data } = await api("POST", signup ? "/v1/auth/signup" : "/v1/auth/login",
         { email: $("#email").value, password: $("#password").value });
       signedIn(data);
-      if (location.hash.startsWith("#/chat")) route(); else location.hash = "#/chat";
+      // Back to the page that asked for a log-in, or to the chat.
+      if (/^(#\/?(login|signup)?)?$/.test(location.hash)) location.hash = "#/chat"; else route();
     } catch (failure) {
       error.textContent = failure.message;
       error.hidden = false;

@@ -105,11 +105,14 @@ function startRename(item, conversation) {
   item.replaceChildren(form);
   input.focus();
   input.select();
+  let saving = false;
   const finish = () => item.replaceWith(conversationItem(conversation));
   input.addEventListener("keydown", (event) => { if (event.key === "Escape") { event.stopPropagation(); finish(); } });
-  input.addEventListener("blur", finish);
+  // Leaving the box cancels, unless the new title is already being saved.
+  input.addEventListener("blur", () => { if (!saving) finish(); });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    saving = true;
     try {
       const { data } = await api("PATCH", `/v1/conversations/${conversation.id}`, { title: input.value });
       conversation = data;

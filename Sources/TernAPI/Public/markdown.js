@@ -59,8 +59,9 @@ function startsBlock(line) {
 }
 
 // Inline spans: `code` first (nothing inside it is formatting), then links, bold, italic.
-// Underscores only count at word edges, so snake_case names stay as they are.
-const INLINE = /`([^`]+)`|\[([^\]]+)\]\((https?:\/\/[^\s)]+)\)|\*\*([^*]+)\*\*|(?<!\w)__([^_]+)__(?!\w)|\*([^*\s][^*]*)\*|(?<!\w)_([^_\s][^_]*)_(?!\w)/;
+// Bold may hold italic and italic bold; a link's URL may hold balanced parentheses; underscores
+// only count at word edges, so snake_case names stay as they are.
+const INLINE = /`([^`]+)`|\[([^\]]{1,500})\]\((https?:\/\/(?:[^\s()]|\([^\s()]*\))+)\)|\*\*(?=\S)(.+?)\*\*(?!\*)|(?<!\w)__(?=\S)(.+?)__(?!\w)|\*(?![*\s])((?:\*\*.+?\*\*|[^*])+?)\*(?!\*)|(?<!\w)_(?![_\s])((?:__.+?__|[^_])+?)_(?!\w)/;
 
 function inline(text) {
   const nodes = [];
