@@ -23,8 +23,9 @@ export async function chatPage(view, conversationId) {
         h("a", { class: "button", href: "#/chat", id: "new-chat" }, "New chat"),
         h("ul", { id: "conversation-list" })),
       h("section", { class: "thread", "aria-label": "Chat" },
-        h("ol", { id: "messages", class: "messages", "aria-live": "polite" }),
-        h("p", { id: "empty", class: "empty" }, "Ask anything. Answers appear as the model writes them."),
+        h("div", { id: "scroll", class: "scroll" },
+          h("ol", { id: "messages", class: "messages", "aria-live": "polite" }),
+          h("p", { id: "empty", class: "empty" }, "Ask anything. Answers appear as the model writes them.")),
         h("form", { id: "composer", class: "composer" },
           h("label", { for: "prompt", class: "visually-hidden" }, "Message"),
           h("textarea", { id: "prompt", rows: 2, required: true, maxlength: 60000,
@@ -168,8 +169,10 @@ function addAnswer() {
   return answer;
 }
 
+// Whether the thread is scrolled to (near) its end: then it follows a growing answer.
 function nearBottom() {
-  return window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 80;
+  const scroll = $("#scroll");
+  return !scroll || scroll.scrollTop + scroll.clientHeight >= scroll.scrollHeight - 80;
 }
 
 function grow(answer, piece) {
