@@ -6,25 +6,27 @@ export function setCsrfToken(token) { csrfToken = token ?? ""; }
 
 export class ApiError extends Error {
   constructor(status, body, retryAfter) {
-    super(plainWords(status, body?.error, retryAfter));
+    super(plainWords(body?.error, { status, retryAfter }));
     this.status = status;
     this.code = body?.error?.code ?? "";
   }
 }
 
-// What went wrong, for a person: when to retry, what is unavailable.
-function plainWords(status, error, retryAfter) {
+// What went wrong, for a person: when to retry, what is unavailable. `error` is an API error
+// body's `error` or a job's `error` event ({code, message}); `status` is the HTTP status, if any.
+export function plainWords(error, { status, retryAfter } = {}) {
   const wait = retryAfter ? ` Try again in ${retryAfter} second${retryAfter === "1" ? "" : "s"}.` : " Try again shortly.";
   switch (error?.code) {
     case "queue_full": return `The service is busy: too many answers are being written right now.${wait}`;
     case "model_not_found": return "That model is not available on this server. Pick another one.";
     case "upstream_error": case "model_not_served": return "The model is unavailable right now. Try again in a moment.";
+    case "context_length_exceeded": return "This conversation is too long for the model. Start a new chat.";
     case "redis_unavailable": case "database_unavailable": return `The service is having trouble reaching its storage.${wait}`;
   }
   if (status === 429) return `You are sending requests too fast.${wait}`;
   if (status === 401) return error?.message ?? "Please log in again.";
   if (status === 0) return "The server cannot be reached. Check your connection.";
-  return error?.message ?? `The request failed (${status}).`;
+  return error?.message || (status ? `The request failed (${status}).` : "The answer could not be completed.");
 }
 
 export async function api(method, path, body, { headers: extra = {} } = {}) {

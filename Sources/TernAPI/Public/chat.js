@@ -2,7 +2,7 @@
 // at once; the answer bubble types until the first token, then grows piece by piece. An answer
 // still being written when the page opens (a reload, another tab) is followed from its job's
 // events, so it shows the text so far and goes on live. Stop cancels the job.
-import { api, followJob } from "./api.js";
+import { api, followJob, plainWords } from "./api.js";
 import { $, h, notify } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 
@@ -258,16 +258,10 @@ function follow(jobId, answer) {
     sources: ({ citations }) => { try { answer.citations = JSON.parse(citations); } catch { /* none shown */ } },
     completed: () => finish("done"),
     cancelled: () => finish("stopped", "Stopped"),
-    error: ({ code, message }) => finish("error", failureText(code, message)),
+    error: (failure) => finish("error", plainWords(failure)),
     stream_error: () => { /* the browser reconnects and resumes by itself */ },
     lost: () => finish("error", "The connection to this answer was lost. Reload the page to pick it up again."),
   });
-}
-
-function failureText(code, message) {
-  if (code === "upstream_error" || code === "model_not_served") return "The model is unavailable right now, so the answer stopped. Try again in a moment.";
-  if (code === "context_length_exceeded") return "This conversation is too long for the model. Start a new chat.";
-  return message || "The answer could not be completed.";
 }
 
 // Cancels the answer being written; pressed while the message is still on its way, once it
