@@ -122,18 +122,15 @@ extension API {
     }
 
     /// Stores a chat's job with its messages: in a new conversation, or added to the caller's
-    /// `chat.conversation` (a 404 if the caller has none such, by now).
+    /// `chat.conversation` (a 404 if it is another user's).
     private func storeChat(_ chat: ChatCompletionRequest, _ messages: [ChatMessage], jobID: JobID, conversationID: UUID, for caller: Caller) async throws {
-        let stored = messages.map { StoredMessage(role: $0.role, content: $0.content) }
-        if chat.conversation != nil {
-            let added = try await store.continueChat(
-                user: caller.user, apiKey: caller.key, jobID: jobID.uuid, conversationID: conversationID, model: chat.model, messages: stored)
-            guard added else { throw APIError.conversationNotFound }
-        } else {
-            let title = String((messages.last { $0.role == "user" }?.content ?? "Chat").prefix(80))
-            _ = try await store.createChat(
-                user: caller.user, apiKey: caller.key, jobID: jobID.uuid, conversationID: conversationID, model: chat.model, title: title,
-                messages: stored)
+        do {
+            try await store.createChat(
+                user: caller.user, apiKey: caller.key, jobID: jobID.uuid, conversationID: conversationID, model: chat.model,
+                title: String((messages.last { $0.role == "user" }?.content ?? "Chat").prefix(80)),
+                messages: messages.map { StoredMessage(role: $0.role, content: $0.content) })
+        } catch let error as StoreError where error.code == .notFound {
+            throw APIError.conversationNotFound
         }
     }
 

@@ -27,11 +27,14 @@ extension JobWriteStatement {
     }
 }
 
-/// A conversation with its first messages and its queued chat job (`Store.createChat`).
+/// A conversation (new, or the user's own, continued) with its new messages and its queued
+/// chat job (`Store.createChat`); no row, and nothing written, if it is another user's.
 struct CreateChatStatement: PostgresPreparedStatement {
     static let sql = """
         WITH conversation AS (
-            INSERT INTO conversations (id, user_id, title) VALUES ($1, $2, $3) RETURNING id
+            INSERT INTO conversations (id, user_id, title) VALUES ($1, $2, $3)
+            ON CONFLICT (id) DO UPDATE SET updated_at = now() WHERE conversations.user_id = EXCLUDED.user_id
+            RETURNING id
         ), message AS (
             INSERT INTO messages (conversation_id, role, content)
             SELECT conversation.id, m.role, m.content
@@ -40,8 +43,9 @@ struct CreateChatStatement: PostgresPreparedStatement {
         )
         INSERT INTO jobs (id, user_id, api_key_id, conversation_id, kind, model)
         SELECT $6, $2, $7, conversation.id, 'chat', $8 FROM conversation
+        RETURNING id
         """
-    typealias Row = Void
+    typealias Row = UUID
 
     let conversation: UUID
     let user: UUID
@@ -65,7 +69,7 @@ struct CreateChatStatement: PostgresPreparedStatement {
         return binds
     }
 
-    func decodeRow(_ row: PostgresRow) throws {}
+    func decodeRow(_ row: PostgresRow) throws -> UUID { try row.decode(UUID.self) }
 }
 
 /// Marks a job failed with a reason safe to show its owner (`Store.failJob`).

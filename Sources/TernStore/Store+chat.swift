@@ -41,39 +41,20 @@ public struct TokenUsage: Sendable, Equatable, Codable {
 }
 
 extension Store {
-    /// Creates the conversation `conversationID` with its first messages and a queued chat job,
-    /// in one statement (one round trip, one commit).
+    /// Creates the conversation `conversationID`, or continues it if it is `user`'s, with its new
+    /// messages and a queued chat job, in one statement (one round trip, one commit); a continued
+    /// conversation keeps its title. Throws `notFound`, with nothing written, if the conversation
+    /// is another user's.
+    @discardableResult
     public func createChat(
         user: UserID, apiKey: UUID? = nil, jobID: UUID, conversationID: UUID = UUID(), model: String, title: String,
         messages: [StoredMessage]
     ) async throws -> UUID {
-        try await run(CreateChatStatement(
+        let statement = CreateChatStatement(
             conversation: conversationID, user: user.uuid, title: title, roles: messages.map(\.role), contents: messages.map(\.content),
-            job: jobID, apiKey: apiKey, model: model))
-        return conversationID
-    }
-
-    /// Adds messages and a queued chat job to the user's conversation `conversationID`, in one
-    /// statement; `false`, with nothing written, if the user has no such conversation.
-    public func continueChat(
-        user: UserID, apiKey: UUID? = nil, jobID: UUID, conversationID: UUID, model: String, messages: [StoredMessage]
-    ) async throws -> Bool {
-        let rows = try await database.query("""
-            WITH conversation AS (
-                UPDATE conversations SET updated_at = now() WHERE id = \(conversationID) AND user_id = \(user.uuid) RETURNING id
-            ), message AS (
-                INSERT INTO messages (conversation_id, role, content)
-                SELECT conversation.id, m.role, m.content
-                FROM conversation, unnest(\(messages.map(\.role))::text[], \(messages.map(\.content))::text[]) WITH ORDINALITY AS m (role, content, n)
-                ORDER BY m.n
-            )
-            INSERT INTO jobs (id, user_id, api_key_id, conversation_id, kind, model)
-            SELECT \(jobID), \(user.uuid), \(apiKey), conversation.id, 'chat', \(model) FROM conversation
-            RETURNING id
-            """, logger: logger)
-        var stored = false
-        for try await _ in rows { stored = true }
-        return stored
+            job: jobID, apiKey: apiKey, model: model)
+        for try await _ in try await database.execute(statement, logger: logger) { return conversationID }
+        throw StoreError(.notFound, "conversation \(conversationID) belongs to another user")
     }
 
     /// Records a queued job without a conversation (an embedding request, ...).
@@ -131,11 +112,6 @@ extension Store {
             return write.changed
         }
         return false
-    }
-
-    /// Runs a prepared statement that returns no rows.
-    private func run<Statement: PostgresPreparedStatement>(_ statement: Statement) async throws {
-        for try await _ in try await database.execute(statement, logger: logger) {}
     }
 
     /// Marks a job cancelled before it ran (no tokens used).
